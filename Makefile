@@ -1,0 +1,51 @@
+# One front door. `make up` starts everything; `make test` runs every test. Both install what is
+# missing (virtualenv, PostgreSQL, Kafka) and are safe to run again.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: up down status test test-unit lint bench bench-core demo venv schemas clean
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev,bench]'
+	@rm -f .venv/.installed-* && touch $@
+
+infra: venv
+	@deploy/local/infra.sh up
+
+up: infra
+	@deploy/local/services.sh start
+
+down:
+	@deploy/local/services.sh stop || true
+	@deploy/local/infra.sh down
+
+status:
+	@deploy/local/infra.sh status
+	@deploy/local/services.sh status
+
+test: infra
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy shared services
+	@$(PY) -m pytest
+
+test-unit: venv
+	@$(PY) -m pytest tests/unit
+
+lint: venv
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy shared services
+
+bench: bench-core
+
+bench-core: infra
+	@$(PY) -m bench.core
+
+demo: up
+	@$(PY) -m bench.demo
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The four services; each runs as its own process (`python -m services.<name>`)."""

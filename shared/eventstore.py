@@ -1,0 +1,203 @@
+"""Event store on PostgreSQL: append with an expected version, read a stream, read everything.
+
+Appending writes the events and their outbox rows in one statement, inside the caller's
+transaction, so the caller's read-model updates and inbox record commit atomically with them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.envelope import EventEnvelope, utcnow
+from shared.events import DomainEvent, EventRegistry
+from shared.tables import events, outbox, snapshots
+
+
+class ConcurrencyError(Exception):
+    """The stream moved on since it was read: another writer appended the same version first."""
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__(f"stream {stream_id} is no longer at version {expected_version}")
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+class DuplicateEventError(Exception):
+    """An event with this event_id is already stored."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    envelope: EventEnvelope
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    version: int
+    state: dict[str, Any]
+
+
+class EventStore:
+    """Stateless: every call takes the connection (and so the transaction) it must work in."""
+
+    def __init__(self, producer: str, registry: EventRegistry) -> None:
+        self.producer = producer
+        self.registry = registry
+
+    def envelopes(
+        self,
+        stream_type: str,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[DomainEvent],
+        *,
+        correlation_id: uuid.UUID,
+        causation_id: uuid.UUID | None = None,
+        event_ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[EventEnvelope]:
+        now = utcnow()
+        return [
+            EventEnvelope(
+                event_id=event_ids[i] if event_ids else uuid.uuid4(),
+                event_type=e.event_type,
+                schema_version=e.schema_version,
+                aggregate_type=stream_type,
+                aggregate_id=stream_id,
+                aggregate_version=expected_version + i + 1,
+                occurred_at=now,
+                producer=self.producer,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                data=e.model_dump(mode="json"),
+            )
+            for i, e in enumerate(new_events)
+        ]
+
+    async def append(self, conn: AsyncConnection, batch: Sequence[EventEnvelope]) -> list[int]:
+        """Store envelopes of one stream (consecutive versions) and queue them for the relay.
+
+        A conflict aborts the caller's transaction (no savepoint: it would cost two round trips
+        on every append); the unit of work retries the whole command from a fresh read.
+        """
+        if not batch:
+            return []
+        rows = [
+            {
+                "event_id": e.event_id,
+                "stream_type": e.aggregate_type,
+                "stream_id": e.aggregate_id,
+                "version": e.aggregate_version,
+                "event_type": e.event_type,
+                "schema_version": e.schema_version,
+                "occurred_at": e.occurred_at,
+                "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id,
+                "data": e.data,
+            }
+            for e in batch
+        ]
+        inserted = sa.insert(events).values(rows).returning(events.c.position).cte("inserted")
+        stmt = (
+            sa.insert(outbox)
+            .from_select(["position"], sa.select(inserted.c.position))
+            .returning(outbox.c.position)
+        )
+        try:
+            result = await conn.execute(stmt)
+        except IntegrityError as exc:
+            text = str(exc.orig)
+            if "events_event_id_key" in text:
+                raise DuplicateEventError(text) from exc
+            if "events_stream_version_key" in text:
+                first = batch[0]
+                raise ConcurrencyError(first.aggregate_id, first.aggregate_version - 1) from exc
+            raise
+        return sorted(r[0] for r in result)
+
+    async def read_stream(
+        self, conn: AsyncConnection, stream_id: str, after_version: int = 0
+    ) -> list[EventEnvelope]:
+        result = await conn.execute(
+            sa.select(events)
+            .where(events.c.stream_id == stream_id, events.c.version > after_version)
+            .order_by(events.c.version)
+        )
+        return [self._envelope(row) for row in result.mappings()]
+
+    async def read_all(
+        self, conn: AsyncConnection, after_position: int = 0, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Events in position order. Within a stream, position order is commit order.
+
+        Across streams a concurrent writer may commit a lower position later, so this is the
+        tool for rebuilding from one snapshot (one transaction), not for tailing: tailing is
+        what the outbox relay and Kafka are for.
+        """
+        result = await conn.execute(
+            sa.select(events)
+            .where(events.c.position > after_position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        return [StoredEvent(row["position"], self._envelope(row)) for row in result.mappings()]
+
+    def as_published(self, row: sa.RowMapping) -> EventEnvelope:
+        """The envelope exactly as stored: the relay publishes what was written, not an upcast."""
+        return self._envelope(row, upcast=False)
+
+    def decode(self, envelope: EventEnvelope) -> DomainEvent:
+        return self.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+
+    async def save_snapshot(self, conn: AsyncConnection, snapshot: Snapshot) -> None:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(snapshots).values(
+            stream_id=snapshot.stream_id, version=snapshot.version, state=snapshot.state
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[snapshots.c.stream_id],
+            set_={"version": stmt.excluded.version, "state": stmt.excluded.state},
+            where=snapshots.c.version < stmt.excluded.version,
+        )
+        await conn.execute(stmt)
+
+    async def load_snapshot(self, conn: AsyncConnection, stream_id: str) -> Snapshot | None:
+        row = (
+            (await conn.execute(sa.select(snapshots).where(snapshots.c.stream_id == stream_id)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return Snapshot(row["stream_id"], row["version"], dict(row["state"]))
+
+    def _envelope(self, row: sa.RowMapping, *, upcast: bool = True) -> EventEnvelope:
+        """Rows come back lifted to the current schema version of their type (if known)."""
+        event_type, version, data = row["event_type"], row["schema_version"], dict(row["data"])
+        if upcast and event_type in self.registry:
+            current = self.registry.current_version(event_type)
+            if version < current:
+                data = self.registry.upcast(event_type, version, data)
+                version = current
+        return EventEnvelope(
+            event_id=row["event_id"],
+            event_type=event_type,
+            schema_version=version,
+            aggregate_type=row["stream_type"],
+            aggregate_id=row["stream_id"],
+            aggregate_version=row["version"],
+            occurred_at=row["occurred_at"],
+            producer=self.producer,
+            correlation_id=row["correlation_id"],
+            causation_id=row["causation_id"],
+            data=data,
+        )

@@ -1,0 +1,60 @@
+"""Alembic glue shared by every service: the core tables and running migrations on start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.tables import OUTBOX_NOTIFY_DDL, core_metadata
+
+
+def create_core_tables(bind: sa.engine.Connection) -> None:
+    """Called from each service's first migration, so the core schema is written once."""
+    core_metadata.create_all(bind)
+    for ddl in OUTBOX_NOTIFY_DDL:
+        bind.execute(sa.text(ddl))
+
+
+def drop_core_tables(bind: sa.engine.Connection) -> None:
+    bind.execute(sa.text("DROP FUNCTION IF EXISTS outbox_notify() CASCADE"))
+    core_metadata.drop_all(bind)
+
+
+def alembic_config(script_location: Path, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", database_url)
+    return cfg
+
+
+async def upgrade_to_head(script_location: Path, database_url: str) -> None:
+    """Apply a service's migrations. Advisory-locked so two replicas starting together are safe."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('alembic'))"))
+
+            def run(sync_conn: sa.engine.Connection) -> None:
+                cfg = alembic_config(script_location, database_url)
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, "head")
+
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+def run_env(config: Config, target_metadata: sa.MetaData | None = None) -> None:
+    """Body of every service's ``migrations/env.py``: online migrations on the given connection."""
+    from alembic import context
+
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through shared.migrations.upgrade_to_head")
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()

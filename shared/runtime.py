@@ -1,0 +1,295 @@
+"""Wiring shared by every service process: database, event store, relay, consumers, HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared.auth import Principal, TokenAuthority
+from shared.crypto import FieldCipher
+from shared.events import EventRegistry
+from shared.eventstore import EventStore
+from shared.http import ProblemError, install_problem_handlers
+from shared.inbox import InboxConsumer
+from shared.migrations import upgrade_to_head
+from shared.relay import OutboxRelay
+from shared.settings import CommonSettings
+from shared.tables import idempotency_keys
+from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+@dataclass
+class Subscription:
+    """A consumer this service runs, and the upstream topic it reads."""
+
+    consumer: InboxConsumer
+    topic: str
+    group_id: str
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: Any  # a CommonSettings subclass with database_url, topic, host, port
+    registry: EventRegistry
+    migrations: Path
+    projections: tuple[InlineProjection, ...] = ()
+    subscriptions: list[Subscription] = field(default_factory=list)
+    run_relay: bool = True
+
+    def __post_init__(self) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            self.settings.database_url, pool_size=10, max_overflow=10, pool_pre_ping=True
+        )
+        self.store = EventStore(self.name, self.registry)
+        self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
+        self.broker = KafkaBroker(self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+        self.relay = OutboxRelay(
+            self.engine,
+            self.store,
+            self.settings.topic,
+            self.settings.kafka_bootstrap_servers,
+            poll_interval=self.settings.relay_poll_interval,
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.broker_started = False
+
+    def uow(
+        self, correlation_id: uuid.UUID | None = None, causation_id: uuid.UUID | None = None
+    ) -> UnitOfWork:
+        return UnitOfWork(
+            self.engine,
+            self.store,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            projections=self.projections,
+        )
+
+    def consumer(
+        self, name: str, reactions: Any, *, projections: tuple[InlineProjection, ...] = ()
+    ) -> InboxConsumer:
+        return InboxConsumer(
+            name,
+            self.engine,
+            self.store,
+            reactions,
+            max_attempts=self.settings.consumer_max_attempts,
+            projections=projections or self.projections,
+        )
+
+    def subscribe(self, consumer: InboxConsumer, topic: str) -> None:
+        self.subscriptions.append(Subscription(consumer, topic, f"{self.name}.{consumer.name}"))
+
+    async def start(self) -> None:
+        await upgrade_to_head(self.migrations, self.settings.database_url)
+        if self.run_relay:
+            self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
+        if self.subscriptions:
+            for sub in self.subscriptions:
+                sub.consumer.attach(self.broker, sub.topic, group_id=sub.group_id)
+            self._tasks.append(asyncio.create_task(self._start_broker(), name="broker"))
+
+    async def _start_broker(self) -> None:
+        """Kafka may be down at start: keep trying instead of failing the whole process."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.broker.start()
+                self.broker_started = True
+                return
+            except Exception as exc:
+                log.warning("consumers: broker not reachable (%s); retrying", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": False, "kafka": False}
+        with contextlib.suppress(Exception):
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            checks["database"] = True
+        checks["kafka"] = self.relay.ready.is_set() if self.run_relay else self.broker_started
+        return checks
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def http_app(self, routers: Sequence[APIRouter], *, title: str, version: str = "1") -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        app.state.runtime = self
+        app.state.auth = TokenAuthority(self.settings.tokens())
+        install_problem_handlers(app)
+
+        @app.middleware("http")
+        async def correlation(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            raw = request.headers.get(CORRELATION_HEADER)
+            try:
+                cid = uuid.UUID(raw) if raw else uuid.uuid4()
+            except ValueError:
+                cid = uuid.uuid4()
+            request.state.correlation_id = cid
+            response = await call_next(request)
+            response.headers[CORRELATION_HEADER] = str(cid)
+            return response
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            checks = await self.ready()
+            ok = all(checks.values())
+            return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        for router in routers:
+            app.include_router(router, prefix="/v1")
+        return app
+
+    async def command(
+        self,
+        request: Request,
+        principal: Principal,
+        work: Callable[[UnitOfWork], Awaitable[dict[str, Any]]],
+        *,
+        status_code: int,
+        body: Any = None,
+    ) -> JSONResponse:
+        """Run a command in one transaction; with an ``Idempotency-Key``, replay the first answer.
+
+        The key's record is written in the command's own transaction, so "answered" and "done"
+        can never disagree; two racing requests with one key: the loser's transaction rolls back
+        on the key's primary key and it returns the winner's answer.
+        """
+        key = request.headers.get("idempotency-key")
+        cid: uuid.UUID = request.state.correlation_id
+        if not key:
+            result = await retrying(lambda: self.uow(cid), work)
+            return JSONResponse(result, status_code=status_code)
+        if len(key) > 200:
+            raise ProblemError(
+                422,
+                "Unprocessable Content",
+                "Idempotency-Key is too long",
+                errors=[{"field": "Idempotency-Key", "message": "max 200 chars"}],
+            )
+        scope = f"{principal.role}:{request.method}:{request.url.path}"
+        payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+        stored = await self._stored_answer(scope, key, digest)
+        if stored is not None:
+            return stored
+
+        async def work_and_remember(uow: UnitOfWork) -> dict[str, Any]:
+            result = await work(uow)
+            await uow.conn.execute(
+                pg_insert(idempotency_keys).values(
+                    scope=scope, key=key, request_hash=digest, status_code=status_code, body=result
+                )
+            )
+            return result
+
+        try:
+            result = await retrying(lambda: self.uow(cid), work_and_remember)
+        except IntegrityError:
+            stored = await self._stored_answer(scope, key, digest)
+            if stored is None:
+                raise
+            return stored
+        return JSONResponse(result, status_code=status_code)
+
+    async def _stored_answer(self, scope: str, key: str, digest: str) -> JSONResponse | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(idempotency_keys).where(
+                            idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        if row["request_hash"] != digest:
+            raise ProblemError(
+                422,
+                "Unprocessable Content",
+                "this Idempotency-Key was already used with a different request body",
+                errors=[{"field": "Idempotency-Key", "message": "reused with another body"}],
+                code="idempotency_key_reused",
+            )
+        return JSONResponse(
+            row["body"], status_code=row["status_code"], headers={"Idempotent-Replayed": "true"}
+        )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def serve(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
+    import uvicorn
+
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=15,
+        access_log=False,
+    )

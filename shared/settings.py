@@ -1,0 +1,95 @@
+"""Settings read from the environment. Production mode refuses every local default."""
+
+from __future__ import annotations
+
+import base64
+import json
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Documented local-development tokens (DESIGN.md §4). Never accepted in production mode.
+LOCAL_TOKENS: dict[str, str] = {
+    "local-staff-token": "staff",
+    "local-counselor-token": "counselor",
+    "local-supervisor-token": "supervisor",
+    "local-integrator-token": "integrator",
+}
+#: A 32-byte key everybody knows (it is in the source), so only good for local runs.
+LOCAL_KEY = base64.b64encode(b"local-development-key-not-secret").decode()
+LOCAL_DB_PASSWORD_SUFFIX = "-local"  # noqa: S105 - the documented local-only password
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs. Service-specific settings subclass it with an env prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="UNION_", extra="ignore")
+
+    mode: Mode = Mode.DEVELOPMENT
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    #: JSON object {token: role}. Empty means the local development tokens.
+    api_tokens: str = ""
+    #: base64 of 32 bytes: encrypts and hashes personal identifiers (national ID, phone).
+    pii_key: str = LOCAL_KEY
+    log_level: str = "INFO"
+    consumer_max_attempts: int = 5
+    relay_poll_interval: float = 1.0
+
+    def tokens(self) -> dict[str, str]:
+        if not self.api_tokens:
+            return dict(LOCAL_TOKENS)
+        parsed = json.loads(self.api_tokens)
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            raise ValueError("UNION_API_TOKENS must be a JSON object of token -> role")
+        return {str(k): str(v) for k, v in parsed.items()}
+
+    def key_bytes(self, value: str) -> bytes:
+        raw = base64.b64decode(value)
+        if len(raw) != 32:
+            raise ValueError("keys must be base64 of exactly 32 bytes")
+        return raw
+
+    @model_validator(mode="after")
+    def _refuse_local_defaults_in_production(self) -> Self:
+        if self.mode is Mode.PRODUCTION:
+            problems = []
+            if not self.api_tokens or set(self.tokens()) & set(LOCAL_TOKENS):
+                problems.append("UNION_API_TOKENS must be set, without the local tokens")
+            if self.pii_key == LOCAL_KEY:
+                problems.append("UNION_PII_KEY must be set to a secret key")
+            problems.extend(self._production_problems())
+            if problems:
+                raise ValueError("refusing to start in production mode: " + "; ".join(problems))
+        return self
+
+    def _production_problems(self) -> list[str]:
+        return []
+
+
+def service_settings(service: str, port: int) -> type[CommonSettings]:
+    """A settings class with ``<SERVICE>_DATABASE_URL`` and ``<SERVICE>_PORT``."""
+    prefix = service.upper()
+    default_url = (
+        f"postgresql+asyncpg://{service}:{service}{LOCAL_DB_PASSWORD_SUFFIX}@127.0.0.1:5432/{service}"
+    )
+
+    class ServiceSettings(CommonSettings):
+        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL")
+        port: int = Field(default=port, validation_alias=f"{prefix}_PORT")
+        host: str = Field(default="127.0.0.1", validation_alias=f"{prefix}_HOST")
+        topic: str = Field(default=f"{service}.events", validation_alias=f"{prefix}_TOPIC")
+
+        def _production_problems(self) -> list[str]:
+            if LOCAL_DB_PASSWORD_SUFFIX + "@" in self.database_url:
+                return [f"{prefix}_DATABASE_URL must not use the local development password"]
+            return []
+
+    ServiceSettings.__name__ = f"{service.title()}Settings"
+    return ServiceSettings

@@ -1,0 +1,84 @@
+"""Tables of the event-sourcing core. Every service has its own copy in its own database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+core_metadata = sa.MetaData()
+
+#: Every event ever recorded. ``position`` is the global order; (stream_id, version) and
+#: event_id are unique, which is what optimistic concurrency and idempotent appends rest on.
+events = sa.Table(
+    "events",
+    core_metadata,
+    sa.Column("position", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("stream_type", sa.Text, nullable=False),
+    sa.Column("stream_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("causation_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("data", JSONB, nullable=False),
+    sa.UniqueConstraint("stream_id", "version", name="events_stream_version_key"),
+)
+
+#: Events not yet confirmed on Kafka. A row is deleted only after the broker acknowledged it.
+outbox = sa.Table(
+    "outbox",
+    core_metadata,
+    sa.Column(
+        "position",
+        sa.BigInteger,
+        sa.ForeignKey("events.position", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+#: Events a consumer has already handled (or dead-lettered): the deduplication record.
+inbox = sa.Table(
+    "inbox",
+    core_metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    core_metadata,
+    sa.Column("stream_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("state", JSONB, nullable=False),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+#: First answers to creating POSTs, by Idempotency-Key, stored in the command's own transaction.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    core_metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("body", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+OUTBOX_CHANNEL = "outbox_ready"
+
+#: Wakes the relay when an append commits (NOTIFY is delivered at commit, once per statement).
+OUTBOX_NOTIFY_DDL = (
+    f"""
+    CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$
+    """,
+    """
+    CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()
+    """,
+)

@@ -1,0 +1,119 @@
+"""One database transaction that a command or an event reaction runs in.
+
+Events appended, outbox rows, inline read-model updates, the inbox record and the idempotency
+record all commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from shared.aggregate import Aggregate, NotFound
+from shared.envelope import EventEnvelope
+from shared.eventstore import ConcurrencyError, EventStore
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+
+#: Called with every envelope appended in this unit of work, inside its transaction.
+InlineProjection = Callable[[AsyncConnection, EventEnvelope], Awaitable[None]]
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: EventStore,
+        *,
+        correlation_id: uuid.UUID | None = None,
+        causation_id: uuid.UUID | None = None,
+        projections: tuple[InlineProjection, ...] = (),
+    ) -> None:
+        self._engine = engine
+        self.store = store
+        self.correlation_id = correlation_id or uuid.uuid4()
+        self.causation_id = causation_id
+        self._projections = projections
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self.appended: list[EventEnvelope] = []
+
+    @property
+    def conn(self) -> AsyncConnection:
+        if self._conn is None:
+            raise RuntimeError("unit of work not started")
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._engine.connect()
+        self._tx = await self._conn.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None and self._tx is not None
+        try:
+            if self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            await self._conn.close()
+            self._conn = self._tx = None
+
+    async def commit(self) -> None:
+        assert self._tx is not None
+        await self._tx.commit()
+
+    async def load(self, cls: type[A], aggregate_id: str) -> A:
+        history = await self.store.read_stream(self.conn, aggregate_id)
+        return cls.rehydrate(aggregate_id, (self.store.decode(e) for e in history))
+
+    async def get(self, cls: type[A], aggregate_id: str, what: str) -> A:
+        agg = await self.load(cls, aggregate_id)
+        if not agg.exists:
+            raise NotFound(f"{what} {aggregate_id} not found")
+        return agg
+
+    async def save(self, agg: Aggregate, *, event_ids: list[uuid.UUID] | None = None) -> None:
+        batch = self.store.envelopes(
+            agg.stream_type,
+            agg.id,
+            agg.version,
+            agg.pending_events,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            event_ids=event_ids,
+        )
+        await self.store.append(self.conn, batch)
+        for envelope in batch:
+            for project in self._projections:
+                await project(self.conn, envelope)
+        self.appended.extend(batch)
+        agg.mark_saved()
+
+
+async def retrying(
+    make_uow: Callable[[], UnitOfWork],
+    work: Callable[[UnitOfWork], Awaitable[T]],
+    *,
+    attempts: int = 3,
+) -> T:
+    """Run ``work`` in a fresh unit of work and commit; on a version conflict, reread and retry."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with make_uow() as uow:
+                result = await work(uow)
+                await uow.commit()
+                return result
+        except ConcurrencyError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

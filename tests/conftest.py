@@ -1,0 +1,62 @@
+"""Fixtures: the real PostgreSQL and Kafka, with a fresh database and fresh topics per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared.migrations import create_core_tables
+from tests.infra import Infra, discover
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with discover() as found:
+        yield found
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A brand-new, empty database for this test (asyncpg SQLAlchemy URL); dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(infra.admin_url, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def core_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database holding just the event-sourcing core tables."""
+    engine = create_async_engine(database_url, pool_size=10, max_overflow=10)
+    async with engine.begin() as conn:
+        await conn.run_sync(create_core_tables)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def kafka(infra: Infra) -> str:
+    return infra.kafka
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name no other test uses."""
+    return f"test.{uuid.uuid4().hex[:12]}.events"
