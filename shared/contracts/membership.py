@@ -1,0 +1,141 @@
+"""Events on ``membership.events``. No national ID, phone number or full card number, ever."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.contracts.common import Gender, InjurySeverity
+from shared.events import DomainEvent, EventRegistry
+
+TOPIC = "membership.events"
+
+
+class UnionLevel(StrEnum):
+    MUNICIPAL = "municipal"
+    DISTRICT = "district"
+    STREET = "street"
+    GRASSROOTS = "grassroots"
+
+
+class LeaveReason(StrEnum):
+    RETIRED = "retired"
+    MOVED = "moved"
+    DIED = "died"
+    OTHER = "other"
+
+
+class UnionRegistered(DomainEvent):
+    union_id: uuid.UUID
+    name: str
+    level: UnionLevel
+    parent_id: uuid.UUID | None = None
+
+
+class MemberJoined(DomainEvent):
+    member_id: uuid.UUID
+    union_id: uuid.UUID
+    full_name: str
+    gender: Gender
+    birth_date: date
+    joined_on: date
+    employer: str | None = None
+
+
+class MemberTransferred(DomainEvent):
+    member_id: uuid.UUID
+    from_union_id: uuid.UUID
+    to_union_id: uuid.UUID
+    transferred_on: date
+
+
+class MemberLeft(DomainEvent):
+    member_id: uuid.UUID
+    left_on: date
+    reason: LeaveReason
+
+
+class CardIssued(DomainEvent):
+    member_id: uuid.UUID
+    card_last4: str = Field(pattern=r"^[0-9]{4}$")
+    issued_on: date
+
+
+class CardCancelled(DomainEvent):
+    member_id: uuid.UUID
+    card_last4: str = Field(pattern=r"^[0-9]{4}$")
+    cancelled_on: date
+    reason: str = "cancelled"
+
+
+class PlanEnrolled(DomainEvent):
+    enrollment_id: uuid.UUID
+    member_id: uuid.UUID
+    plan_code: str
+    shares: int = Field(ge=1)
+    price_level: Decimal | None = None
+    coverage_starts_on: date
+    coverage_ends_on: date  # inclusive: the last day covered
+
+
+class EnrollmentCancelled(DomainEvent):
+    enrollment_id: uuid.UUID
+    member_id: uuid.UUID
+    plan_code: str
+    cancelled_on: date
+    reason: str = "cancelled"
+
+
+class InjuryReported(DomainEvent):
+    """``member_version`` is the Member stream's version when the report was made: everything the
+    member had (card, enrolments) up to then. A consumer that has not yet seen that version of the
+    member must wait for it rather than decide on stale coverage."""
+
+    report_id: uuid.UUID
+    member_id: uuid.UUID
+    occurred_on: date
+    work_related: bool
+    reported_on: date
+    member_version: int = Field(ge=1)
+    traffic_accident: bool = False
+    severity: InjurySeverity = InjurySeverity.INJURY
+
+
+class PlanDefined(DomainEvent):
+    """A plan of the catalogue was created or changed (the catalogue is reference data)."""
+
+    code: str
+    name: str
+    benefit: str
+    claim_kind: str
+    price_levels: list[Decimal]
+    term_months: int
+    min_age: int | None
+    max_age: int | None
+    genders: list[Gender] | None
+    waiting_days: int
+    reduced_benefit_until_days: int
+    reduced_benefit_amount: Decimal | None
+    benefit_per_share: Decimal | None
+    max_benefit: Decimal | None
+    active: bool
+
+
+registry = EventRegistry(
+    [
+        UnionRegistered,
+        MemberJoined,
+        MemberTransferred,
+        MemberLeft,
+        CardIssued,
+        CardCancelled,
+        PlanEnrolled,
+        EnrollmentCancelled,
+        InjuryReported,
+        PlanDefined,
+    ]
+)
