@@ -15,6 +15,7 @@ $(VENV_STAMP): pyproject.toml
 
 infra: venv
 	@deploy/local/infra.sh up
+	@deploy/local/infra.sh fetch-kafka
 
 up: infra
 	@deploy/local/services.sh start

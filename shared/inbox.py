@@ -16,7 +16,7 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -104,6 +104,10 @@ class InboxConsumer:
             group_id=group_id,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
+            # Hand our code the raw bytes: a body faststream failed to decode would otherwise
+            # raise before our handler, be neither acked nor dead-lettered, and be skipped by
+            # the next offset commit.
+            decoder=_raw_bytes,
         )
 
         @subscriber
@@ -166,3 +170,7 @@ class InboxConsumer:
         await broker.publish(
             record.value or b"", topic=dlq_topic(record.topic), key=record.key, headers=headers
         )
+
+
+async def _raw_bytes(msg: KafkaMessage) -> bytes:
+    return bytes(msg.body)

@@ -5,6 +5,7 @@
 #   deploy/local/infra.sh up       ensure PostgreSQL and Kafka answer, create service roles/databases
 #   deploy/local/infra.sh down     stop what this script started
 #   deploy/local/infra.sh status   say what answers where
+#   deploy/local/infra.sh fetch-kafka   only download the Kafka jars (the fault tests need them)
 #
 # Environment: DATABASE_URL (admin URL of a PostgreSQL to use instead), KAFKA_BOOTSTRAP_SERVERS
 # (a broker to use instead), UNION_CACHE_DIR (download/data cache, default <repo>/.cache).
@@ -173,6 +174,7 @@ case "${1:-up}" in
     stop_kafka
     stop_postgres ;;
   status) status ;;
+  fetch-kafka) fetch_kafka ;;  # the fault tests start brokers of their own from these jars
   docker-engine) docker_engine ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
