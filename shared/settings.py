@@ -73,7 +73,7 @@ class CommonSettings(BaseSettings):
         return []
 
 
-def service_settings(service: str, port: int) -> type[CommonSettings]:
+def service_settings(service: str, default_port: int) -> type[CommonSettings]:
     """A settings class with ``<SERVICE>_DATABASE_URL`` and ``<SERVICE>_PORT``."""
     prefix = service.upper()
     default_url = (
@@ -82,7 +82,7 @@ def service_settings(service: str, port: int) -> type[CommonSettings]:
 
     class ServiceSettings(CommonSettings):
         database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL")
-        port: int = Field(default=port, validation_alias=f"{prefix}_PORT")
+        port: int = Field(default=default_port, validation_alias=f"{prefix}_PORT")
         host: str = Field(default="127.0.0.1", validation_alias=f"{prefix}_HOST")
         topic: str = Field(default=f"{service}.events", validation_alias=f"{prefix}_TOPIC")
 

@@ -1,0 +1,39 @@
+"""Wiring of the claims service: settings, runtime, consumer of membership.events, HTTP app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import Field
+
+from services.claims import api, handlers
+from services.claims.projections import apply_own
+from shared.contracts import claims as contract
+from shared.contracts import membership
+from shared.runtime import ServiceRuntime
+from shared.settings import service_settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class ClaimsSettings(service_settings("claims", 8002)):  # type: ignore[misc]
+    membership_topic: str = Field(default=membership.TOPIC, validation_alias="CLAIMS_MEMBERSHIP_TOPIC")
+
+
+def build_runtime(settings: ClaimsSettings | None = None) -> ServiceRuntime:
+    settings = settings or ClaimsSettings()
+    runtime = ServiceRuntime(
+        name="claims",
+        settings=settings,
+        registry=contract.registry,
+        migrations=MIGRATIONS,
+        projections=(apply_own,),
+    )
+    reactions = {t.event_type: handlers.on_membership_event for t in membership.registry.types()}
+    runtime.subscribe(runtime.consumer("coverage", reactions), settings.membership_topic)
+    return runtime
+
+
+def create_app(settings: ClaimsSettings | None = None) -> FastAPI:
+    return build_runtime(settings).http_app([api.router], title="Claims service")

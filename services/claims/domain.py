@@ -1,0 +1,414 @@
+"""The claims rules. Pure: no I/O, no framework; plans and coverage facts are passed in.
+
+Two decisions live here:
+- what an injury entitles a member to (``entitlements``), which the automatic reaction to
+  ``InjuryReported`` and the staff "what could they claim" view both use;
+- a claim's lifecycle (``Claim``): documents, approval within the plan's limit, rejection with a
+  coded reason, payment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from shared.aggregate import Aggregate, Conflict, InvalidInput
+from shared.contracts.claims import (
+    ClaimApproved,
+    ClaimDocumentsReceived,
+    ClaimFiled,
+    ClaimPaid,
+    ClaimRejected,
+    NoCoverageFound,
+)
+from shared.contracts.common import Benefit, InjurySeverity
+from shared.contracts.plans import ClaimKind, Plan
+
+CARD_PLAN = "card_non_work_accident"
+ACCIDENT_PLAN = "accident_injury"
+
+#: Claim ids are derived, never drawn: the same (report, plan, enrolment) is the same claim,
+#: however often the report is delivered or replayed, and whichever consumer handles it.
+CLAIM_NAMESPACE = uuid.UUID("6f1c1e0a-8a53-4d0e-9a76-0d3f7c2b9e11")
+
+
+def claim_id_for(report_id: uuid.UUID, plan_code: str, enrollment_id: uuid.UUID | None) -> uuid.UUID:
+    return uuid.uuid5(CLAIM_NAMESPACE, f"{report_id}/{plan_code}/{enrollment_id or 'card'}")
+
+
+# --- coverage facts (what the local read model knows about a member) --------------------------
+
+
+@dataclass(frozen=True)
+class CardSpell:
+    card_last4: str
+    issued_on: date
+    cancelled_on: date | None = None
+
+    def active_on(self, day: date) -> bool:
+        return self.issued_on <= day and (self.cancelled_on is None or day < self.cancelled_on)
+
+
+@dataclass(frozen=True)
+class EnrollmentFact:
+    enrollment_id: uuid.UUID
+    plan_code: str
+    shares: int
+    starts_on: date
+    ends_on: date  # inclusive
+    cancelled_on: date | None = None
+
+    def covers(self, day: date) -> bool:
+        in_period = self.starts_on <= day <= self.ends_on
+        return in_period and (self.cancelled_on is None or day < self.cancelled_on)
+
+
+@dataclass(frozen=True)
+class MemberCoverage:
+    member_id: uuid.UUID
+    joined_on: date
+    left_on: date | None = None
+    cards: tuple[CardSpell, ...] = ()
+    enrollments: tuple[EnrollmentFact, ...] = ()
+
+    def in_service_on(self, day: date) -> bool:
+        return self.joined_on <= day and (self.left_on is None or day < self.left_on)
+
+
+@dataclass(frozen=True)
+class Injury:
+    report_id: uuid.UUID
+    member_id: uuid.UUID
+    occurred_on: date
+    work_related: bool
+    traffic_accident: bool = False
+    severity: InjurySeverity = InjurySeverity.INJURY
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    claim_id: uuid.UUID
+    plan_code: str
+    benefit: Benefit
+    enrollment_id: uuid.UUID | None
+    required_documents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntitlementCheck:
+    entitlements: tuple[Entitlement, ...]
+    reasons: tuple[str, ...]  # why each possible benefit does or does not apply
+
+
+class Document(StrEnum):
+    UNION_INCIDENT_CERTIFICATE = "union_incident_certificate"
+    DIAGNOSIS_AND_HOSPITAL_RECORDS = "diagnosis_and_hospital_records"  # grade-2+ Beijing hospital
+    ID_COPY = "id_copy"
+    CARD_COPY = "card_copy"
+    TRAFFIC_ACCIDENT_CERTIFICATE = "traffic_accident_certificate"
+    DISABILITY_ASSESSMENT = "disability_assessment"  # after treatment, or as of day 180
+    DEATH_CERTIFICATE = "death_certificate"  # with the household-register cancellation
+    HOSPITAL_DISCHARGE_SUMMARY = "hospital_discharge_summary"
+
+
+def required_documents(
+    kind: ClaimKind, *, traffic_accident: bool = False, severity: InjurySeverity = InjurySeverity.INJURY
+) -> tuple[str, ...]:
+    """The checklist for ONE claim: each claim gets its own set of copies (the seed's two sets)."""
+    docs = [
+        Document.UNION_INCIDENT_CERTIFICATE,
+        Document.DIAGNOSIS_AND_HOSPITAL_RECORDS,
+        Document.ID_COPY,
+        Document.CARD_COPY,
+    ]
+    if kind is ClaimKind.HOSPITALIZATION:
+        docs.append(Document.HOSPITAL_DISCHARGE_SUMMARY)
+    if traffic_accident:
+        docs.append(Document.TRAFFIC_ACCIDENT_CERTIFICATE)
+    if severity is InjurySeverity.DISABILITY:
+        docs.append(Document.DISABILITY_ASSESSMENT)
+    if severity is InjurySeverity.DEATH:
+        docs.append(Document.DEATH_CERTIFICATE)
+    return tuple(d.value for d in docs)
+
+
+def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[str, Plan]) -> EntitlementCheck:
+    """Every claim this injury entitles the member to, with the reasons for what it does not."""
+    day = injury.occurred_on
+    if coverage is None:
+        return EntitlementCheck((), ("member_unknown: no membership record for this member",))
+    if not coverage.in_service_on(day):
+        return EntitlementCheck((), (f"not_a_member_on_date: not an in-service member on {day}",))
+
+    found: list[Entitlement] = []
+    reasons: list[str] = []
+    docs = required_documents(
+        ClaimKind.INJURY, traffic_accident=injury.traffic_accident, severity=injury.severity
+    )
+
+    accident = [e for e in coverage.enrollments if e.plan_code == ACCIDENT_PLAN]
+    covering = [e for e in accident if e.covers(day)]
+    if not plans.get(ACCIDENT_PLAN, _INACTIVE).active:
+        reasons.append(f"plan_inactive: {ACCIDENT_PLAN} is not offered")
+    elif covering:
+        for e in sorted(covering, key=lambda e: str(e.enrollment_id)):
+            found.append(
+                Entitlement(
+                    claim_id_for(injury.report_id, ACCIDENT_PLAN, e.enrollment_id),
+                    ACCIDENT_PLAN,
+                    Benefit.PAID,
+                    e.enrollment_id,
+                    docs,
+                )
+            )
+        reasons.append(f"covered: {len(covering)} {ACCIDENT_PLAN} enrolment(s) cover {day}")
+    elif accident:
+        reasons.append(f"not_covered_on_date: no {ACCIDENT_PLAN} enrolment covers {day}")
+    else:
+        reasons.append(f"no_enrollment: no {ACCIDENT_PLAN} enrolment")
+
+    card = next((c for c in coverage.cards if c.active_on(day)), None)
+    if not plans.get(CARD_PLAN, _INACTIVE).active:
+        reasons.append(f"plan_inactive: {CARD_PLAN} is not offered")
+    elif card is None:
+        reasons.append(f"no_active_card: no active Jing card on {day}")
+    elif injury.work_related:
+        reasons.append(f"work_related: {CARD_PLAN} covers non-work accidents only")
+    else:
+        found.append(
+            Entitlement(claim_id_for(injury.report_id, CARD_PLAN, None), CARD_PLAN, Benefit.CARD, None, docs)
+        )
+        reasons.append(f"covered: Jing card *{card.card_last4} active on {day}")
+    return EntitlementCheck(tuple(found), tuple(reasons))
+
+
+_INACTIVE = Plan(code="inactive", name="-", benefit=Benefit.PAID, claim_kind=ClaimKind.INJURY, active=False)
+
+
+# --- benefit limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenefitLimit:
+    amount: Decimal | None  # None: the catalogue states no limit
+    reason: str
+
+
+def benefit_limit(plan: Plan, shares: int, starts_on: date | None, incident_on: date) -> BenefitLimit:
+    """The most this claim may pay. Waiting periods count days since the coverage started."""
+    if starts_on is not None and plan.waiting_days:
+        days = (incident_on - starts_on).days
+        if days < plan.waiting_days:
+            return BenefitLimit(Decimal(0), f"waiting_period: day {days} of {plan.waiting_days}")
+        if days < plan.reduced_benefit_until_days and plan.reduced_benefit_amount is not None:
+            return BenefitLimit(
+                plan.reduced_benefit_amount,
+                f"reduced_benefit: day {days} < {plan.reduced_benefit_until_days}",
+            )
+    limits = []
+    if plan.benefit_per_share is not None:
+        limits.append(plan.benefit_per_share * shares)
+    if plan.max_benefit is not None:
+        limits.append(plan.max_benefit)
+    if not limits:
+        return BenefitLimit(None, "no limit in the catalogue")
+    return BenefitLimit(min(limits), "plan limit")
+
+
+# --- the claim ---------------------------------------------------------------------------------
+
+
+class ClaimStatus(StrEnum):
+    FILED = "filed"
+    DOCUMENTS_PARTIAL = "documents_partial"
+    DOCUMENTS_COMPLETE = "documents_complete"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+
+
+class RejectionReason(StrEnum):
+    NOT_COVERED_ON_DATE = "not_covered_on_date"
+    WAITING_PERIOD = "waiting_period"
+    EXCLUDED = "excluded"
+    PRE_EXISTING_CONDITION = "pre_existing_condition"
+    DOCUMENTS_NOT_PROVIDED = "documents_not_provided"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+OPEN = frozenset({ClaimStatus.FILED, ClaimStatus.DOCUMENTS_PARTIAL, ClaimStatus.DOCUMENTS_COMPLETE})
+
+
+@dataclass
+class ClaimState:
+    member_id: uuid.UUID | None = None
+    plan_code: str = ""
+    benefit: Benefit = Benefit.PAID
+    enrollment_id: uuid.UUID | None = None
+    report_id: uuid.UUID | None = None
+    incident_on: date | None = None
+    required: tuple[str, ...] = ()
+    received: set[str] = field(default_factory=set)
+    status: ClaimStatus = ClaimStatus.FILED
+    approved_amount: Decimal | None = None
+
+
+class Claim(Aggregate):
+    stream_type = "Claim"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.state = ClaimState()
+
+    # commands
+
+    def file(
+        self,
+        *,
+        member_id: uuid.UUID,
+        plan_code: str,
+        benefit: Benefit,
+        enrollment_id: uuid.UUID | None,
+        report_id: uuid.UUID | None,
+        required: tuple[str, ...],
+        incident_on: date,
+        today: date,
+    ) -> None:
+        if self.exists:
+            raise Conflict(f"claim {self.id} is already filed")
+        self._raise(
+            ClaimFiled(
+                claim_id=uuid.UUID(self.id),
+                member_id=member_id,
+                report_id=report_id,
+                plan_code=plan_code,
+                benefit=benefit,
+                enrollment_id=enrollment_id,
+                required_documents=list(required),
+                incident_on=incident_on,
+                filed_on=today,
+            )
+        )
+
+    def receive_documents(self, documents: list[str]) -> None:
+        self._require_open("receive documents for")
+        unknown = sorted(set(documents) - set(self.state.required))
+        if unknown:
+            raise InvalidInput(
+                f"not on this claim's checklist: {', '.join(unknown)} "
+                f"(expected some of: {', '.join(self.state.required)})",
+                field="documents",
+            )
+        received = self.state.received | set(documents)
+        missing = [d for d in self.state.required if d not in received]
+        self._raise(
+            ClaimDocumentsReceived(
+                claim_id=uuid.UUID(self.id),
+                documents=sorted(set(documents)),
+                complete=not missing,
+                missing=missing,
+            )
+        )
+
+    def approve(self, amount: Decimal, limit: BenefitLimit, today: date) -> None:
+        if self.state.status is not ClaimStatus.DOCUMENTS_COMPLETE:
+            missing = [d for d in self.state.required if d not in self.state.received]
+            raise Conflict(
+                f"cannot approve a claim that is {self.state.status}"
+                + (f"; still missing: {', '.join(missing)}" if missing and self.state.status in OPEN else ""),
+                code="invalid_transition",
+            )
+        if amount <= 0:
+            raise InvalidInput("amount must be positive", field="amount")
+        if limit.amount is not None and amount > limit.amount:
+            raise Conflict(
+                f"amount {amount} exceeds the limit of {limit.amount} CNY for this claim ({limit.reason})",
+                code="amount_above_limit",
+            )
+        self._raise(ClaimApproved(claim_id=uuid.UUID(self.id), amount=amount, approved_on=today))
+
+    def reject(self, reason: RejectionReason, note: str | None, today: date) -> None:
+        self._require_open("reject")
+        self._raise(
+            ClaimRejected(claim_id=uuid.UUID(self.id), reason_code=reason, note=note, rejected_on=today)
+        )
+
+    def pay(self, today: date) -> None:
+        if self.state.status is not ClaimStatus.APPROVED:
+            raise Conflict(
+                f"only an approved claim can be paid; this one is {self.state.status}",
+                code="invalid_transition",
+            )
+        assert self.state.member_id is not None and self.state.approved_amount is not None
+        self._raise(
+            ClaimPaid(
+                claim_id=uuid.UUID(self.id),
+                member_id=self.state.member_id,
+                plan_code=self.state.plan_code,
+                amount=self.state.approved_amount,
+                paid_on=today,
+            )
+        )
+
+    def _require_open(self, action: str) -> None:
+        if self.state.status not in OPEN:
+            raise Conflict(f"cannot {action} a claim that is {self.state.status}", code="invalid_transition")
+
+    # state
+
+    def _on_ClaimFiled(self, e: ClaimFiled) -> None:
+        s = self.state
+        s.member_id, s.plan_code, s.benefit = e.member_id, e.plan_code, e.benefit
+        s.enrollment_id, s.report_id, s.incident_on = e.enrollment_id, e.report_id, e.incident_on
+        s.required = tuple(e.required_documents)
+
+    def _on_ClaimDocumentsReceived(self, e: ClaimDocumentsReceived) -> None:
+        self.state.received |= set(e.documents)
+        self.state.status = ClaimStatus.DOCUMENTS_COMPLETE if e.complete else ClaimStatus.DOCUMENTS_PARTIAL
+
+    def _on_ClaimApproved(self, e: ClaimApproved) -> None:
+        self.state.status, self.state.approved_amount = ClaimStatus.APPROVED, e.amount
+
+    def _on_ClaimRejected(self, e: ClaimRejected) -> None:
+        self.state.status = ClaimStatus.REJECTED
+
+    def _on_ClaimPaid(self, e: ClaimPaid) -> None:
+        self.state.status = ClaimStatus.PAID
+
+
+def illness_claim_check(plan: Plan, enrollment: EnrollmentFact | None, incident_on: date) -> BenefitLimit:
+    """Staff-filed claims: the plan must take them and the enrolment must cover the date."""
+    if plan.claim_kind is ClaimKind.INJURY:
+        raise InvalidInput(
+            f"{plan.code} claims are opened from injury reports, not filed by hand", field="plan_code"
+        )
+    if enrollment is None:
+        raise InvalidInput("no such enrolment for this member", field="enrollment_id")
+    if enrollment.plan_code != plan.code:
+        raise InvalidInput(f"enrolment is in {enrollment.plan_code}, not {plan.code}", field="plan_code")
+    if not enrollment.covers(incident_on):
+        raise Conflict(
+            f"enrolment covers {enrollment.starts_on}..{enrollment.ends_on}, not {incident_on}",
+            code=RejectionReason.NOT_COVERED_ON_DATE,
+        )
+    return benefit_limit(plan, enrollment.shares, enrollment.starts_on, incident_on)
+
+
+class ReportDecision(Aggregate):
+    """Records that an injury report opened no claim, and why: staff can tell the member."""
+
+    stream_type = "InjuryReportDecision"
+
+    def no_coverage(self, report_id: uuid.UUID, member_id: uuid.UUID, reasons: tuple[str, ...]) -> None:
+        if self.exists:
+            raise Conflict(f"report {report_id} is already decided")
+        self._raise(NoCoverageFound(report_id=report_id, member_id=member_id, reasons=list(reasons)))
+
+
+def illness_claim_id(enrollment_id: uuid.UUID, incident_on: date) -> uuid.UUID:
+    """One staff-filed claim per enrolment and incident date: filing it twice is a conflict."""
+    return uuid.uuid5(CLAIM_NAMESPACE, f"illness/{enrollment_id}/{incident_on.isoformat()}")

@@ -1,0 +1,241 @@
+"""Use cases of the claims service: each loads state, lets the domain decide, and saves."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from services.claims import domain
+from services.claims import tables as t
+from services.claims.projections import (
+    apply_membership_event,
+    load_coverage,
+    load_plans,
+    note_member_version,
+    seen_version,
+)
+from shared.aggregate import InvalidInput, NotFound
+from shared.contracts import membership as m
+from shared.contracts.plans import Plan
+from shared.envelope import EventEnvelope
+from shared.unit_of_work import UnitOfWork
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def today() -> date:
+    """Business dates are Beijing dates."""
+    return datetime.now(BEIJING).date()
+
+
+# --- reacting to membership.events ---------------------------------------------------------------
+
+
+async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    """The one reaction to membership events: keep coverage, then decide what may now be decided."""
+    event = m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+    await apply_membership_event(uow.conn, event)
+    member_id = getattr(event, "member_id", None)
+    if isinstance(event, m.InjuryReported):
+        await on_injury_reported(uow, event, envelope)
+    elif member_id is not None and envelope.aggregate_id == str(member_id):
+        seen = await note_member_version(uow.conn, member_id, envelope.aggregate_version)
+        await decide_pending_reports(uow, member_id, seen)
+
+
+async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:
+    """Decide now if coverage has caught up with the report; otherwise park it until it has.
+
+    The report names the member-stream version it was made at. Deciding on an older view
+    could miss an enrolment or a card, and "the member forgot the second claim" again.
+    """
+    if await seen_version(uow.conn, event.member_id) >= event.member_version:
+        await decide(uow, _injury(event))
+        return
+    await uow.conn.execute(
+        pg_insert(t.pending_reports)
+        .values(
+            report_id=event.report_id,
+            member_id=event.member_id,
+            needed_version=event.member_version,
+            injury=event.model_dump(mode="json"),
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID, seen: int) -> None:
+    rows = (
+        await uow.conn.execute(
+            sa.delete(t.pending_reports)
+            .where(t.pending_reports.c.member_id == member_id, t.pending_reports.c.needed_version <= seen)
+            .returning(t.pending_reports.c.injury, t.pending_reports.c.causation_id)
+        )
+    ).all()
+    for injury, causation_id in sorted(rows, key=lambda r: r[0]["report_id"]):
+        uow.causation_id = causation_id  # the claims are caused by the report, not by this event
+        await decide(uow, _injury(m.InjuryReported.model_validate(injury)))
+
+
+async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck:
+    coverage = await load_coverage(uow.conn, injury.member_id)
+    check = domain.entitlements(injury, coverage, await load_plans(uow.conn))
+    if not check.entitlements:
+        decision = await uow.load(domain.ReportDecision, str(injury.report_id))
+        if not decision.exists:
+            decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
+            await uow.save(decision)
+        return check
+    for ent in check.entitlements:
+        claim = await uow.load(domain.Claim, str(ent.claim_id))
+        if claim.exists:  # derived ids: a second delivery finds the claim already open
+            continue
+        claim.file(
+            member_id=injury.member_id,
+            plan_code=ent.plan_code,
+            benefit=ent.benefit,
+            enrollment_id=ent.enrollment_id,
+            report_id=injury.report_id,
+            required=ent.required_documents,
+            incident_on=injury.occurred_on,
+            today=today(),
+        )
+        await uow.save(claim)
+    return check
+
+
+def _injury(e: m.InjuryReported) -> domain.Injury:
+    return domain.Injury(
+        e.report_id, e.member_id, e.occurred_on, e.work_related, e.traffic_accident, e.severity
+    )
+
+
+# --- staff commands ------------------------------------------------------------------------------
+
+
+async def _plan(uow: UnitOfWork, code: str) -> Plan:
+    plan = (await load_plans(uow.conn)).get(code)
+    if plan is None:
+        raise NotFound(f"plan {code} is not in the catalogue")
+    return plan
+
+
+async def _enrollment(uow: UnitOfWork, enrollment_id: uuid.UUID | None) -> domain.EnrollmentFact | None:
+    if enrollment_id is None:
+        return None
+    row = (
+        (
+            await uow.conn.execute(
+                sa.select(t.coverage_enrollments).where(
+                    t.coverage_enrollments.c.enrollment_id == enrollment_id
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return domain.EnrollmentFact(
+        row["enrollment_id"],
+        row["plan_code"],
+        row["shares"],
+        row["starts_on"],
+        row["ends_on"],
+        row["cancelled_on"],
+    )
+
+
+async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit:
+    s = claim.state
+    assert s.incident_on is not None
+    enrollment = await _enrollment(uow, s.enrollment_id)
+    return domain.benefit_limit(
+        await _plan(uow, s.plan_code),
+        enrollment.shares if enrollment else 1,
+        enrollment.starts_on if enrollment else None,
+        s.incident_on,
+    )
+
+
+async def receive_documents(uow: UnitOfWork, claim_id: uuid.UUID, documents: list[str]) -> domain.Claim:
+    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim.receive_documents(documents)
+    await uow.save(claim)
+    return claim
+
+
+async def approve(uow: UnitOfWork, claim_id: uuid.UUID, amount: Decimal) -> domain.Claim:
+    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim.approve(amount, await limit_for(uow, claim), today())
+    await uow.save(claim)
+    return claim
+
+
+async def reject(
+    uow: UnitOfWork, claim_id: uuid.UUID, reason: domain.RejectionReason, note: str | None
+) -> domain.Claim:
+    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim.reject(reason, note, today())
+    await uow.save(claim)
+    return claim
+
+
+async def pay(uow: UnitOfWork, claim_id: uuid.UUID) -> domain.Claim:
+    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim.pay(today())
+    await uow.save(claim)
+    return claim
+
+
+async def file_illness_claim(
+    uow: UnitOfWork, member_id: uuid.UUID, plan_code: str, enrollment_id: uuid.UUID, incident_on: date
+) -> domain.Claim:
+    """Staff file illness/hospitalisation claims; inside a waiting period the claim is filed and
+    rejected at once with the coded reason, so the member's record shows why."""
+    plan = (await load_plans(uow.conn)).get(plan_code)
+    if plan is None:
+        raise InvalidInput(f"unknown plan {plan_code}", field="plan_code")
+    enrollment = await _enrollment(uow, enrollment_id)
+    if enrollment is not None and (await _member_of(uow, enrollment_id)) != member_id:
+        enrollment = None
+    if incident_on > today():
+        raise InvalidInput("the incident date is in the future", field="incident_on")
+    limit = domain.illness_claim_check(plan, enrollment, incident_on)
+    claim = await uow.load(domain.Claim, str(domain.illness_claim_id(enrollment_id, incident_on)))
+    claim.file(
+        member_id=member_id,
+        plan_code=plan_code,
+        benefit=plan.benefit,
+        enrollment_id=enrollment_id,
+        report_id=None,
+        required=domain.required_documents(plan.claim_kind),
+        incident_on=incident_on,
+        today=today(),
+    )
+    if limit.amount == 0:
+        claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today())
+    await uow.save(claim)
+    return claim
+
+
+async def _member_of(uow: UnitOfWork, enrollment_id: uuid.UUID) -> uuid.UUID | None:
+    return await uow.conn.scalar(
+        sa.select(t.coverage_enrollments.c.member_id).where(
+            t.coverage_enrollments.c.enrollment_id == enrollment_id
+        )
+    )
+
+
+async def check_entitlements(
+    uow: UnitOfWork, member_id: uuid.UUID, on: date, work_related: bool
+) -> domain.EntitlementCheck:
+    injury = domain.Injury(uuid.UUID(int=0), member_id, on, work_related)
+    return domain.entitlements(injury, await load_coverage(uow.conn, member_id), await load_plans(uow.conn))

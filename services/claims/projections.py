@@ -1,0 +1,237 @@
+"""Read models of the claims service.
+
+- ``apply_own``: the claims and decisions tables, projected inline from this service's own
+  events (and rebuildable from its event store with ``shared.projections.rebuild``);
+- ``coverage_*``: the coverage model, fed only by ``membership.events`` (rebuilt by replaying
+  that topic into a fresh consumer).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.claims import tables as t
+from services.claims.domain import CardSpell, EnrollmentFact, MemberCoverage
+from shared.contracts import claims as c
+from shared.contracts import membership as m
+from shared.contracts.claims import registry as claims_registry
+from shared.contracts.plans import DEFAULT_PLANS, Plan
+from shared.envelope import EventEnvelope
+from shared.events import DomainEvent
+from shared.projections import Projection
+
+# --- own events ---------------------------------------------------------------------------------
+
+
+async def apply_own(conn: AsyncConnection, envelope: EventEnvelope) -> None:
+    if envelope.event_type not in claims_registry:
+        return
+    e = claims_registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+    at = envelope.occurred_at
+    match e:
+        case c.ClaimFiled():
+            await conn.execute(
+                insert(t.claims)
+                .values(
+                    claim_id=e.claim_id,
+                    member_id=e.member_id,
+                    report_id=e.report_id,
+                    plan_code=e.plan_code,
+                    benefit=e.benefit.value,
+                    enrollment_id=e.enrollment_id,
+                    status="filed",
+                    required_documents=e.required_documents,
+                    missing_documents=e.required_documents,
+                    incident_on=e.incident_on,
+                    filed_on=e.filed_on,
+                    updated_at=at,
+                )
+                .on_conflict_do_nothing()
+            )
+            if e.report_id is not None:
+                await _decided(conn, e.report_id, e.member_id, [], at)
+        case c.ClaimDocumentsReceived():
+            received = (
+                await conn.execute(
+                    sa.select(t.claims.c.received_documents).where(t.claims.c.claim_id == e.claim_id)
+                )
+            ).scalar_one()
+            await _update(
+                conn,
+                at,
+                e.claim_id,
+                status="documents_complete" if e.complete else "documents_partial",
+                received_documents=sorted(set(received) | set(e.documents)),
+                missing_documents=e.missing,
+            )
+        case c.ClaimApproved():
+            await _update(conn, at, e.claim_id, status="approved", approved_amount=e.amount)
+        case c.ClaimRejected():
+            await _update(conn, at, e.claim_id, status="rejected", rejection_reason=e.reason_code)
+        case c.ClaimPaid():
+            await _update(conn, at, e.claim_id, status="paid", paid_amount=e.amount)
+        case c.NoCoverageFound():
+            await _decided(conn, e.report_id, e.member_id, e.reasons, at)
+
+
+async def _update(conn: AsyncConnection, at: datetime, claim_id: uuid.UUID, **values: object) -> None:
+    await conn.execute(
+        sa.update(t.claims).where(t.claims.c.claim_id == claim_id).values(updated_at=at, **values)
+    )
+
+
+async def _decided(
+    conn: AsyncConnection, report_id: uuid.UUID, member_id: uuid.UUID, reasons: list[str], at: datetime
+) -> None:
+    await conn.execute(
+        insert(t.report_decisions)
+        .values(report_id=report_id, member_id=member_id, reasons=reasons, decided_at=at)
+        .on_conflict_do_nothing()
+    )
+
+
+own_projection = Projection("claims", [t.claims, t.report_decisions], apply_own)
+
+# --- coverage, from membership events ----------------------------------------------------------
+
+
+async def apply_membership_event(conn: AsyncConnection, e: DomainEvent) -> None:
+    """Fold one (decoded) membership event into the coverage model; the inbox makes it once-only."""
+    match e:
+        case m.MemberJoined():
+            stmt = insert(t.coverage_members).values(member_id=e.member_id, joined_on=e.joined_on)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.coverage_members.c.member_id],
+                    set_={"joined_on": stmt.excluded.joined_on},
+                )
+            )
+        case m.MemberLeft():
+            await _member(conn, e.member_id, left_on=e.left_on)
+        case m.CardIssued():
+            await conn.execute(
+                sa.insert(t.coverage_cards).values(
+                    member_id=e.member_id, card_last4=e.card_last4, issued_on=e.issued_on
+                )
+            )
+        case m.CardCancelled():
+            open_card = (
+                sa.select(t.coverage_cards.c.id)
+                .where(
+                    t.coverage_cards.c.member_id == e.member_id,
+                    t.coverage_cards.c.card_last4 == e.card_last4,
+                    t.coverage_cards.c.cancelled_on.is_(None),
+                )
+                .order_by(t.coverage_cards.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            await conn.execute(
+                sa.update(t.coverage_cards)
+                .where(t.coverage_cards.c.id == open_card)
+                .values(cancelled_on=e.cancelled_on)
+            )
+        case m.PlanEnrolled():
+            await conn.execute(
+                insert(t.coverage_enrollments)
+                .values(
+                    enrollment_id=e.enrollment_id,
+                    member_id=e.member_id,
+                    plan_code=e.plan_code,
+                    shares=e.shares,
+                    starts_on=e.coverage_starts_on,
+                    ends_on=e.coverage_ends_on,
+                )
+                .on_conflict_do_nothing()
+            )
+        case m.EnrollmentCancelled():
+            await conn.execute(
+                sa.update(t.coverage_enrollments)
+                .where(t.coverage_enrollments.c.enrollment_id == e.enrollment_id)
+                .values(cancelled_on=e.cancelled_on)
+            )
+        case m.PlanDefined():
+            plan = Plan.model_validate(e.model_dump())
+            stmt = insert(t.plans).values(code=plan.code, body=plan.model_dump(mode="json"))
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=[t.plans.c.code], set_={"body": stmt.excluded.body})
+            )
+
+
+async def _member(conn: AsyncConnection, member_id: uuid.UUID, **values: object) -> None:
+    stmt = insert(t.coverage_members).values(member_id=member_id, **values)
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=[t.coverage_members.c.member_id], set_=values)
+    )
+
+
+async def note_member_version(conn: AsyncConnection, member_id: uuid.UUID, version: int) -> int:
+    """Record that the member's stream has been applied up to ``version``; return what is seen."""
+    stmt = insert(t.coverage_members).values(member_id=member_id, seen_version=version)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[t.coverage_members.c.member_id],
+        set_={
+            "seen_version": sa.func.greatest(t.coverage_members.c.seen_version, stmt.excluded.seen_version)
+        },
+    ).returning(t.coverage_members.c.seen_version)
+    return int((await conn.execute(upsert)).scalar_one())
+
+
+async def seen_version(conn: AsyncConnection, member_id: uuid.UUID) -> int:
+    value = await conn.scalar(
+        sa.select(t.coverage_members.c.seen_version).where(t.coverage_members.c.member_id == member_id)
+    )
+    return int(value or 0)
+
+
+async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCoverage | None:
+    member = (
+        (await conn.execute(sa.select(t.coverage_members).where(t.coverage_members.c.member_id == member_id)))
+        .mappings()
+        .first()
+    )
+    if member is None or member["joined_on"] is None:
+        return None
+    cards = (
+        await conn.execute(
+            sa.select(t.coverage_cards)
+            .where(t.coverage_cards.c.member_id == member_id)
+            .order_by(t.coverage_cards.c.id)
+        )
+    ).mappings()
+    enrollments = (
+        await conn.execute(
+            sa.select(t.coverage_enrollments).where(t.coverage_enrollments.c.member_id == member_id)
+        )
+    ).mappings()
+    return MemberCoverage(
+        member_id=member_id,
+        joined_on=member["joined_on"],
+        left_on=member["left_on"],
+        cards=tuple(CardSpell(c["card_last4"], c["issued_on"], c["cancelled_on"]) for c in cards),
+        enrollments=tuple(
+            EnrollmentFact(
+                e["enrollment_id"],
+                e["plan_code"],
+                e["shares"],
+                e["starts_on"],
+                e["ends_on"],
+                e["cancelled_on"],
+            )
+            for e in enrollments
+        ),
+    )
+
+
+async def load_plans(conn: AsyncConnection) -> dict[str, Plan]:
+    rows = await conn.execute(sa.select(t.plans.c.body))
+    return {p.code: p for p in (Plan.model_validate(r[0]) for r in rows)}
+
+
+def default_plan_rows() -> list[dict[str, object]]:
+    return [{"code": p.code, "body": p.model_dump(mode="json")} for p in DEFAULT_PLANS]
