@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core demo venv schemas clean
+.PHONY: up down status test test-unit lint bench bench-core demo venv contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -47,6 +47,9 @@ bench-core: infra
 
 demo: up
 	@$(PY) -m bench.demo
+
+contracts: venv
+	@$(PY) -m shared.contracts.docs
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
