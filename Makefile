@@ -46,7 +46,7 @@ bench-core: infra
 	@$(PY) -m bench.core
 
 demo: up
-	@$(PY) -m bench.demo
+	@$(PY) deploy/local/demo.py
 
 contracts: venv
 	@$(PY) -m shared.contracts.docs

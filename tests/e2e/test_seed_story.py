@@ -21,7 +21,7 @@ from tests.kafka_support import eventually, read_topic
 pytestmark = pytest.mark.e2e
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
-NATIONAL_ID = "110113198003041234"
+NATIONAL_ID = "110113198003041238"
 PHONE = "13912345678"
 CARD = "6210300012345678"
 

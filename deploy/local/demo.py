@@ -1,0 +1,142 @@
+"""`make demo`: the seed story, walked through the public HTTP APIs of membership and claims.
+
+A member of the Wulicang Second Community joint union, with a paid accident enrolment and a Jing
+card, hurts his hand. Both claims open by themselves, each with its own checklist; the card claim
+is documented, approved and paid. Every run uses a new member, so it can be repeated.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+MEMBERSHIP = os.environ.get("DEMO_MEMBERSHIP_URL", "http://127.0.0.1:8001")
+CLAIMS = os.environ.get("DEMO_CLAIMS_URL", "http://127.0.0.1:8002")
+TOKEN = os.environ.get("DEMO_TOKEN", "local-staff-token")
+
+
+def national_id(birth: date) -> str:
+    """A random, well-formed (GB 11643 check digit) ID from the Shunyi district code."""
+    body = f"110113{birth:%Y%m%d}{random.randint(100, 999)}"
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
+
+
+def call(
+    client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None, expect: int = 200
+) -> dict[str, Any]:
+    r = client.request(method, path, json=body)
+    if r.status_code != expect:
+        sys.exit(f"{method} {path} answered {r.status_code}: {r.text}")
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def main() -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    today = date.today()
+    with (
+        httpx.Client(base_url=MEMBERSHIP, headers=headers, timeout=10) as m,
+        httpx.Client(base_url=CLAIMS, headers=headers, timeout=10) as c,
+    ):
+        parent = None
+        for name, level in [
+            ("北京市总工会 Beijing Federation of Trade Unions", "municipal"),
+            ("顺义区总工会 Shunyi District Federation", "district"),
+            ("石园街道总工会 Shiyuan Street Federation", "street"),
+            ("五里仓第二社区联合工会 Wulicang Second Community Joint Union", "grassroots"),
+        ]:
+            parent = call(m, "POST", "/v1/unions", {"name": name, "level": level, "parent_id": parent}, 201)[
+                "union_id"
+            ]
+            print(f"union      {level:<10} {name}")
+        birth = date(1980, 3, 4)
+        member = call(
+            m,
+            "POST",
+            "/v1/members",
+            {
+                "union_id": parent,
+                "full_name": "王师傅",
+                "gender": "male",
+                "birth_date": birth.isoformat(),
+                "national_id": national_id(birth),
+                "joined_on": (today - timedelta(days=3 * 365)).isoformat(),
+            },
+            201,
+        )["member_id"]
+        print(f"member     {member} joined the Wulicang Second Community joint union")
+        card = call(
+            m,
+            "POST",
+            f"/v1/members/{member}/card",
+            {"card_number": f"62103000{random.randint(10**7, 10**8 - 1)}"},
+            201,
+        )
+        print(f"Jing card  ****{card['card_last4']}")
+        enrolment = call(
+            m,
+            "POST",
+            f"/v1/members/{member}/enrollments",
+            {
+                "plan_code": "accident_injury",
+                "shares": 1,
+                "starts_on": (today - timedelta(days=90)).isoformat(),
+            },
+            201,
+        )
+        print(f"enrolment  accident_injury, 1 share, until {enrolment['ends_on']}")
+        report = call(
+            m,
+            "POST",
+            f"/v1/members/{member}/injury-reports",
+            {
+                "occurred_on": (today - timedelta(days=2)).isoformat(),
+                "work_related": False,
+                "description": "hurt his hand at home",
+                "diagnosis": "contusion of the right hand",
+                "hospital": "顺义区医院 Shunyi District Hospital",
+            },
+            202,
+        )["report_id"]
+        print(f"injury     report {report} (not work-related)")
+
+        deadline = time.monotonic() + 30
+        claims: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(claims) < 2:
+            claims = call(c, "GET", f"/v1/claims?report_id={report}")["items"]
+            time.sleep(0.3)
+        if len(claims) < 2:
+            sys.exit(f"expected two claims within 30 s, found {len(claims)}: is the claims service up?")
+        print("\nThe claims service opened, without being asked:")
+        for claim in claims:
+            print(
+                f"  {claim['plan_code']:<24} {claim['benefit']:<5} {claim['status']:<8} "
+                f"checklist: {', '.join(claim['required_documents'])}"
+            )
+
+        card_claim = next(x for x in claims if x["benefit"] == "card")
+        cid = card_claim["claim_id"]
+        call(c, "POST", f"/v1/claims/{cid}/documents", {"documents": card_claim["required_documents"]})
+        call(c, "POST", f"/v1/claims/{cid}/approve", {"amount": "2000.00"})
+        paid = call(c, "POST", f"/v1/claims/{cid}/pay")
+        print(f"\nCard claim documented, approved and paid: {paid['paid_amount']} CNY ({paid['status']})")
+        history = call(c, "GET", f"/v1/claims/{cid}")["history"]
+        print("  history: " + " -> ".join(h["event_type"] for h in history))
+
+        time.sleep(1.0)
+        timeline = m.get(f"/v1/members/{member}/timeline")
+        if timeline.status_code == 200:
+            print("\nMember timeline (membership):")
+            for entry in timeline.json().get("items", [])[-8:]:
+                print(f"  {entry}")
+
+
+if __name__ == "__main__":
+    main()
