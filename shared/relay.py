@@ -79,6 +79,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.ready.clear()  # /readyz reports Kafka as unreachable until we are back
                 FAILURES.labels(self.topic).inc()
                 log.warning("relay for %s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await _sleep_or_stop(stop, backoff * (0.5 + random.random()))

@@ -1,0 +1,41 @@
+"""Production mode refuses every local default; development mode works out of the box."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import LOCAL_TOKENS, service_settings
+
+Settings = service_settings("claims", 8002)
+REAL_KEY = base64.b64encode(os.urandom(32)).decode()
+REAL_DB = "postgresql+asyncpg://claims:s3cret@db:5432/claims"
+
+
+def test_development_defaults_use_the_documented_local_tokens() -> None:
+    s = Settings()
+    assert s.tokens() == LOCAL_TOKENS and s.port == 8002 and s.topic == "claims.events"
+
+
+def test_production_refuses_local_tokens_key_and_password() -> None:
+    with pytest.raises(ValidationError) as err:
+        Settings(mode="production")
+    text = str(err.value)
+    assert "UNION_API_TOKENS" in text and "UNION_PII_KEY" in text and "CLAIMS_DATABASE_URL" in text
+
+
+def test_production_refuses_a_local_token_mixed_into_real_ones() -> None:
+    tokens = json.dumps({"a-real-long-token": "staff", "local-staff-token": "staff"})
+    with pytest.raises(ValidationError, match="without the local tokens"):
+        Settings(mode="production", api_tokens=tokens, pii_key=REAL_KEY, CLAIMS_DATABASE_URL=REAL_DB)
+
+
+def test_production_starts_with_real_secrets() -> None:
+    s = Settings(mode="production", api_tokens=json.dumps({"t-1": "staff"}), pii_key=REAL_KEY,
+                 CLAIMS_DATABASE_URL=REAL_DB)
+    assert s.tokens() == {"t-1": "staff"}
+    assert len(s.key_bytes(s.pii_key)) == 32
