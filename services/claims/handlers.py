@@ -76,12 +76,19 @@ async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID, seen: in
         await uow.conn.execute(
             sa.delete(t.pending_reports)
             .where(t.pending_reports.c.member_id == member_id, t.pending_reports.c.needed_version <= seen)
-            .returning(t.pending_reports.c.injury, t.pending_reports.c.causation_id)
+            .returning(
+                t.pending_reports.c.injury,
+                t.pending_reports.c.correlation_id,
+                t.pending_reports.c.causation_id,
+            )
         )
     ).all()
-    for injury, causation_id in sorted(rows, key=lambda r: r[0]["report_id"]):
-        uow.causation_id = causation_id  # the claims are caused by the report, not by this event
+    upstream = (uow.correlation_id, uow.causation_id)
+    for injury, correlation_id, causation_id in sorted(rows, key=lambda r: str(r[0]["report_id"])):
+        # The claims belong to the report's flow and are caused by it, not by this member event.
+        uow.correlation_id, uow.causation_id = correlation_id, causation_id
         await decide(uow, _injury(m.InjuryReported.model_validate(injury)))
+    uow.correlation_id, uow.causation_id = upstream
 
 
 async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck:

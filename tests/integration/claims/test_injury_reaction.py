@@ -174,3 +174,11 @@ async def test_injury_report_arriving_before_the_enrolment_events_still_opens_bo
     await f.send(history[2])
     opened = (await settled(claims, report.aggregate_id))["claims"]
     assert sorted(c["plan_code"] for c in opened) == ["accident_injury", "card_non_work_accident"]
+    filed = [
+        json.loads(r.value)
+        for r in await read_topic(claims.settings.kafka_bootstrap_servers, claims.claims_topic, expect=2)
+    ]
+    # Decided in the transaction of the enrolment event, but traced to the report that caused it.
+    assert {(e["causation_id"], e["correlation_id"]) for e in filed} == {
+        (str(report.event_id), str(report.correlation_id))
+    }
