@@ -1,0 +1,39 @@
+"""``python -m services.membership``            serve HTTP on MEMBERSHIP_HOST:MEMBERSHIP_PORT
+``python -m services.membership rebuild``    rebuild the read models from the event store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from services.membership.app import MIGRATIONS, build_runtime, create_app
+from services.membership.projections import rebuild_read_models
+from services.membership.settings import MembershipSettings
+from shared.migrations import upgrade_to_head
+from shared.runtime import configure_logging, serve
+
+
+async def _rebuild(settings: MembershipSettings) -> int:
+    await upgrade_to_head(MIGRATIONS, settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        return await rebuild_read_models(runtime.engine, runtime.store)
+    finally:
+        await runtime.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.membership")
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    args = parser.parse_args()
+    settings = MembershipSettings()
+    if args.command == "rebuild":
+        configure_logging(settings.log_level)
+        replayed = asyncio.run(_rebuild(settings))
+        print(f"read models rebuilt from {replayed} events")
+        return
+    serve(create_app(settings), settings, settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

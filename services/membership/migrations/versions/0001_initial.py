@@ -1,0 +1,219 @@
+"""Initial schema: the event-sourcing core, read models, the vault and the seeded plan catalogue.
+
+Written out table by table (not ``metadata.create_all``) so that later edits of ``tables.py``
+never change what this revision did; a test compares the migrated schema with ``tables.py``.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.contracts.plans import DEFAULT_PLANS
+from shared.migrations import create_core_tables, drop_core_tables
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def _uuid(name: str, *, primary_key: bool = False, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, UUID(as_uuid=True), primary_key=primary_key, nullable=nullable and not primary_key)
+
+
+def upgrade() -> None:
+    create_core_tables(op.get_bind())
+
+    # --- read models of our own events ---
+    op.create_table(
+        "unions",
+        _uuid("union_id", primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("level", sa.Text, nullable=False),
+        _uuid("parent_id", nullable=True),
+        sa.Column("registered_at", TS, nullable=False),
+    )
+    op.create_index("ix_unions_parent_id", "unions", ["parent_id"])
+    op.create_table(
+        "members",
+        _uuid("member_id", primary_key=True),
+        _uuid("union_id", nullable=False),
+        sa.Column("full_name", sa.Text, nullable=False),
+        sa.Column("gender", sa.Text, nullable=False),
+        sa.Column("birth_date", sa.Date, nullable=False),
+        sa.Column("joined_on", sa.Date, nullable=False),
+        sa.Column("employer", sa.Text, nullable=True),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("left_on", sa.Date, nullable=True),
+        sa.Column("leave_reason", sa.Text, nullable=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+    )
+    op.create_index("ix_members_union_id", "members", ["union_id"])
+    op.create_table(
+        "cards",
+        _uuid("member_id", primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True),
+        sa.Column("card_last4", sa.Text, nullable=False),
+        sa.Column("issued_on", sa.Date, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("cancelled_on", sa.Date, nullable=True),
+        sa.Column("cancel_reason", sa.Text, nullable=True),
+    )
+    op.create_table(
+        "enrollments",
+        _uuid("enrollment_id", primary_key=True),
+        _uuid("member_id", nullable=False),
+        _uuid("union_id", nullable=False),
+        sa.Column("plan_code", sa.Text, nullable=False),
+        sa.Column("shares", sa.Integer, nullable=False),
+        sa.Column("price_level", sa.Numeric(12, 2), nullable=True),
+        sa.Column("starts_on", sa.Date, nullable=False),
+        sa.Column("ends_on", sa.Date, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("cancelled_on", sa.Date, nullable=True),
+        sa.Column("cancel_reason", sa.Text, nullable=True),
+        sa.Column("enrolled_at", TS, nullable=False),
+    )
+    op.create_index("ix_enrollments_member_id", "enrollments", ["member_id"])
+    op.create_index("ix_enrollments_starts_on_plan", "enrollments", ["starts_on", "plan_code"])
+    op.create_table(
+        "injury_reports",
+        _uuid("report_id", primary_key=True),
+        _uuid("member_id", nullable=False),
+        sa.Column("occurred_on", sa.Date, nullable=False),
+        sa.Column("work_related", sa.Boolean, nullable=False),
+        sa.Column("traffic_accident", sa.Boolean, nullable=False),
+        sa.Column("severity", sa.Text, nullable=False),
+        sa.Column("reported_on", sa.Date, nullable=False),
+        sa.Column("member_version", sa.Integer, nullable=False),
+        sa.Column("reported_at", TS, nullable=False),
+    )
+    op.create_index("ix_injury_reports_member_id", "injury_reports", ["member_id"])
+    op.create_table(
+        "member_timeline",
+        _uuid("event_id", primary_key=True),
+        _uuid("member_id", nullable=False),
+        sa.Column("occurred_at", TS, nullable=False),
+        sa.Column("aggregate_type", sa.Text, nullable=False),
+        sa.Column("aggregate_id", sa.Text, nullable=False),
+        sa.Column("aggregate_version", sa.Integer, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("data", JSONB, nullable=False),
+    )
+    op.create_index("ix_member_timeline_member", "member_timeline", ["member_id", "occurred_at"])
+
+    # --- the plan catalogue, seeded with the defaults of DOMAIN_FACTS.md ---
+    plans = op.create_table(
+        "plans",
+        sa.Column("code", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("benefit", sa.Text, nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("definition", JSONB, nullable=False),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+    )
+    assert plans is not None
+    op.bulk_insert(
+        plans,
+        [
+            {
+                "code": p.code,
+                "name": p.name,
+                "benefit": p.benefit.value,
+                "active": p.active,
+                "definition": p.model_dump(mode="json"),
+                "position": i,
+            }
+            for i, p in enumerate(DEFAULT_PLANS, start=1)
+        ],
+    )
+
+    # --- read models of claims.events ---
+    op.create_table(
+        "member_claims",
+        _uuid("claim_id", primary_key=True),
+        _uuid("member_id", nullable=False),
+        _uuid("report_id", nullable=True),
+        sa.Column("plan_code", sa.Text, nullable=False),
+        sa.Column("benefit", sa.Text, nullable=False),
+        _uuid("enrollment_id", nullable=True),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("amount", sa.Numeric(14, 2), nullable=True),
+        sa.Column("required_documents", JSONB, nullable=False),
+        sa.Column("missing_documents", JSONB, nullable=True),
+        sa.Column("updated_at", TS, nullable=False),
+    )
+    op.create_index("ix_member_claims_member_id", "member_claims", ["member_id"])
+    op.create_index("ix_member_claims_report_id", "member_claims", ["report_id"])
+    op.create_table(
+        "claim_events",
+        _uuid("event_id", primary_key=True),
+        _uuid("member_id", nullable=True),
+        _uuid("claim_id", nullable=True),
+        _uuid("report_id", nullable=True),
+        sa.Column("occurred_at", TS, nullable=False),
+        sa.Column("aggregate_version", sa.Integer, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("data", JSONB, nullable=False),
+    )
+    op.create_index("ix_claim_events_report_id", "claim_events", ["report_id"])
+    op.create_index("ix_claim_events_member", "claim_events", ["member_id", "occurred_at"])
+
+    # --- the vault: personal and health data, encrypted ---
+    op.create_table(
+        "member_identities",
+        _uuid("member_id", primary_key=True),
+        sa.Column("national_id_index", sa.Text, nullable=False, unique=True),
+        sa.Column("national_id_enc", sa.Text, nullable=False),
+        sa.Column("phone_enc", sa.Text, nullable=True),
+        sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    )
+    op.create_table(
+        "card_numbers",
+        sa.Column("card_number_index", sa.Text, primary_key=True),
+        _uuid("member_id", nullable=False),
+        sa.Column("card_number_enc", sa.Text, nullable=False),
+        sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    )
+    op.create_index("ix_card_numbers_member_id", "card_numbers", ["member_id"])
+    op.create_table(
+        "injury_details",
+        _uuid("report_id", primary_key=True),
+        _uuid("member_id", nullable=False),
+        sa.Column("description_enc", sa.Text, nullable=False),
+        sa.Column("diagnosis_enc", sa.Text, nullable=False),
+        sa.Column("hospital_enc", sa.Text, nullable=True),
+        sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+    )
+    op.create_index("ix_injury_details_member_id", "injury_details", ["member_id"])
+
+
+def downgrade() -> None:
+    for table in (
+        "injury_details",
+        "card_numbers",
+        "member_identities",
+        "claim_events",
+        "member_claims",
+        "plans",
+        "member_timeline",
+        "injury_reports",
+        "enrollments",
+        "cards",
+        "members",
+        "unions",
+    ):
+        op.drop_table(table)
+    drop_core_tables(op.get_bind())

@@ -1,0 +1,315 @@
+"""Read models: inline projections of our own events, and of the claims events we consume.
+
+``apply`` runs inside the unit of work that appended the event (read-your-writes), and is the same
+function a rebuild replays. Every write here is idempotent (insert-or-ignore, upsert, or an update
+to a value the event fixes), so replaying an event twice leaves the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.membership.tables import (
+    READ_MODEL_TABLES,
+    cards,
+    claim_events,
+    enrollments,
+    injury_reports,
+    member_claims,
+    member_timeline,
+    members,
+    plans,
+    unions,
+)
+from shared.contracts import claims as claims_contract
+from shared.contracts.membership import (
+    CardCancelled,
+    CardIssued,
+    EnrollmentCancelled,
+    InjuryReported,
+    MemberJoined,
+    MemberLeft,
+    MemberTransferred,
+    PlanDefined,
+    PlanEnrolled,
+    UnionRegistered,
+    registry,
+)
+from shared.contracts.plans import Plan
+from shared.envelope import EventEnvelope
+from shared.events import DomainEvent
+from shared.eventstore import EventStore
+from shared.projections import Projection, rebuild
+
+Projector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[None]]
+
+
+async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
+    """Project one of our own events (inline, and on rebuild)."""
+    if env.event_type not in registry:
+        return
+    event = registry.decode(env.event_type, env.schema_version, env.data)
+    project = _PROJECTORS.get(env.event_type)
+    if project is not None:
+        await project(conn, env, event)
+    member_id = getattr(event, "member_id", None)
+    if member_id is not None:
+        await _on_timeline(conn, env, event, member_id)
+
+
+async def _on_timeline(conn: AsyncConnection, env: EventEnvelope, event: DomainEvent, member_id: Any) -> None:
+    await conn.execute(
+        pg_insert(member_timeline)
+        .values(
+            event_id=env.event_id,
+            member_id=member_id,
+            occurred_at=env.occurred_at,
+            aggregate_type=env.aggregate_type,
+            aggregate_id=env.aggregate_id,
+            aggregate_version=env.aggregate_version,
+            event_type=env.event_type,
+            data=env.data,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _union_registered(conn: AsyncConnection, env: EventEnvelope, e: UnionRegistered) -> None:
+    await conn.execute(
+        pg_insert(unions)
+        .values(
+            union_id=e.union_id,
+            name=e.name,
+            level=e.level,
+            parent_id=e.parent_id,
+            registered_at=env.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _member_joined(conn: AsyncConnection, env: EventEnvelope, e: MemberJoined) -> None:
+    await conn.execute(
+        pg_insert(members)
+        .values(
+            member_id=e.member_id,
+            union_id=e.union_id,
+            full_name=e.full_name,
+            gender=e.gender,
+            birth_date=e.birth_date,
+            joined_on=e.joined_on,
+            employer=e.employer,
+            status="active",
+            version=env.aggregate_version,
+            updated_at=env.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _touch(conn: AsyncConnection, env: EventEnvelope, member_id: Any, **values: Any) -> None:
+    await conn.execute(
+        sa.update(members)
+        .where(members.c.member_id == member_id)
+        .values(version=env.aggregate_version, updated_at=env.occurred_at, **values)
+    )
+
+
+async def _member_transferred(conn: AsyncConnection, env: EventEnvelope, e: MemberTransferred) -> None:
+    await _touch(conn, env, e.member_id, union_id=e.to_union_id)
+
+
+async def _member_left(conn: AsyncConnection, env: EventEnvelope, e: MemberLeft) -> None:
+    await _touch(conn, env, e.member_id, status="left", left_on=e.left_on, leave_reason=e.reason)
+
+
+async def _card_issued(conn: AsyncConnection, env: EventEnvelope, e: CardIssued) -> None:
+    await conn.execute(
+        pg_insert(cards)
+        .values(
+            member_id=e.member_id,
+            seq=env.aggregate_version,
+            card_last4=e.card_last4,
+            issued_on=e.issued_on,
+            status="active",
+        )
+        .on_conflict_do_nothing()
+    )
+    await _touch(conn, env, e.member_id)
+
+
+async def _card_cancelled(conn: AsyncConnection, env: EventEnvelope, e: CardCancelled) -> None:
+    await conn.execute(
+        sa.update(cards)
+        .where(cards.c.member_id == e.member_id, cards.c.status == "active")
+        .values(status="cancelled", cancelled_on=e.cancelled_on, cancel_reason=e.reason)
+    )
+    await _touch(conn, env, e.member_id)
+
+
+async def _plan_enrolled(conn: AsyncConnection, env: EventEnvelope, e: PlanEnrolled) -> None:
+    union_now = sa.select(members.c.union_id).where(members.c.member_id == e.member_id).scalar_subquery()
+    await conn.execute(
+        pg_insert(enrollments)
+        .values(
+            enrollment_id=e.enrollment_id,
+            member_id=e.member_id,
+            union_id=union_now,
+            plan_code=e.plan_code,
+            shares=e.shares,
+            price_level=e.price_level,
+            starts_on=e.coverage_starts_on,
+            ends_on=e.coverage_ends_on,
+            status="active",
+            enrolled_at=env.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+    await _touch(conn, env, e.member_id)
+
+
+async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: EnrollmentCancelled) -> None:
+    await conn.execute(
+        sa.update(enrollments)
+        .where(enrollments.c.enrollment_id == e.enrollment_id)
+        .values(status="cancelled", cancelled_on=e.cancelled_on, cancel_reason=e.reason)
+    )
+    await _touch(conn, env, e.member_id)
+
+
+async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryReported) -> None:
+    await conn.execute(
+        pg_insert(injury_reports)
+        .values(
+            report_id=e.report_id,
+            member_id=e.member_id,
+            occurred_on=e.occurred_on,
+            work_related=e.work_related,
+            traffic_accident=e.traffic_accident,
+            severity=e.severity,
+            reported_on=e.reported_on,
+            member_version=e.member_version,
+            reported_at=env.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _plan_defined(conn: AsyncConnection, env: EventEnvelope, e: PlanDefined) -> None:
+    plan = Plan.model_validate(e.model_dump())
+    await upsert_plan(conn, plan, updated_at=env.occurred_at)
+
+
+async def upsert_plan(conn: AsyncConnection, plan: Plan, *, updated_at: Any = None) -> None:
+    """A new plan goes to the end of the catalogue; an edited one keeps its place."""
+    next_position = sa.select(sa.func.coalesce(sa.func.max(plans.c.position), 0) + 1).scalar_subquery()
+    values: dict[str, Any] = {
+        "name": plan.name,
+        "benefit": plan.benefit,
+        "active": plan.active,
+        "definition": plan.model_dump(mode="json"),
+        "updated_at": updated_at if updated_at is not None else sa.func.now(),
+    }
+    stmt = pg_insert(plans).values(code=plan.code, position=next_position, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[plans.c.code], set_=values))
+
+
+_PROJECTORS: dict[str, Projector] = {
+    "UnionRegistered": _union_registered,
+    "MemberJoined": _member_joined,
+    "MemberTransferred": _member_transferred,
+    "MemberLeft": _member_left,
+    "CardIssued": _card_issued,
+    "CardCancelled": _card_cancelled,
+    "PlanEnrolled": _plan_enrolled,
+    "EnrollmentCancelled": _enrollment_cancelled,
+    "InjuryReported": _injury_reported,
+    "PlanDefined": _plan_defined,
+}
+
+#: The operator's handle: ``rebuild(engine, store, READ_MODELS)`` (the plans table is upserted,
+#: not emptied, so its seeded rows survive; the vault and the claims read models are untouched).
+READ_MODELS = Projection("membership-read-models", READ_MODEL_TABLES, apply)
+
+
+async def rebuild_read_models(engine: AsyncEngine, store: EventStore) -> int:
+    return await rebuild(engine, store, READ_MODELS)
+
+
+# --- claims.events -> the member's claims and timeline ----------------------------------------
+
+CLAIM_STATUS = {
+    "ClaimFiled": "filed",
+    "ClaimApproved": "approved",
+    "ClaimRejected": "rejected",
+    "ClaimPaid": "paid",
+}
+
+
+async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None:
+    """Put a claims-service event on the member's record. Unknown types are ignored; a newer
+    schema's extra fields are tolerated (the payload models ignore them)."""
+    if env.event_type not in claims_contract.registry:
+        return
+    event = claims_contract.registry.decode(env.event_type, env.schema_version, env.data)
+    member_id: Any = getattr(event, "member_id", None)
+    claim_id: Any = getattr(event, "claim_id", None)
+    report_id: Any = getattr(event, "report_id", None)
+
+    if isinstance(event, claims_contract.ClaimFiled):
+        await conn.execute(
+            pg_insert(member_claims)
+            .values(
+                claim_id=event.claim_id,
+                member_id=event.member_id,
+                report_id=event.report_id,
+                plan_code=event.plan_code,
+                benefit=event.benefit,
+                enrollment_id=event.enrollment_id,
+                status="filed",
+                required_documents=list(event.required_documents),
+                updated_at=env.occurred_at,
+            )
+            .on_conflict_do_nothing()
+        )
+    elif claim_id is not None:
+        values: dict[str, Any] = {"updated_at": env.occurred_at}
+        if isinstance(event, claims_contract.ClaimDocumentsReceived):
+            values["missing_documents"] = list(event.missing)
+            if event.complete:
+                values["status"] = "documents_complete"
+        else:
+            values["status"] = CLAIM_STATUS.get(env.event_type, "filed")
+        if isinstance(event, claims_contract.ClaimApproved | claims_contract.ClaimPaid):
+            values["amount"] = event.amount
+        row = (
+            await conn.execute(
+                sa.update(member_claims)
+                .where(member_claims.c.claim_id == claim_id)
+                .values(**values)
+                .returning(member_claims.c.member_id, member_claims.c.report_id)
+            )
+        ).first()
+        if row is not None:
+            member_id = member_id or row.member_id
+            report_id = report_id or row.report_id
+
+    await conn.execute(
+        pg_insert(claim_events)
+        .values(
+            event_id=env.event_id,
+            member_id=member_id,
+            claim_id=claim_id,
+            report_id=report_id,
+            occurred_at=env.occurred_at,
+            aggregate_version=env.aggregate_version,
+            event_type=env.event_type,
+            data=env.data,
+        )
+        .on_conflict_do_nothing()
+    )

@@ -1,0 +1,193 @@
+"""The membership database, beside the event-sourcing core tables (``shared.tables``).
+
+Three kinds of table, and the difference matters:
+- **read models** (projections of this service's own events): thrown away and rebuilt from the
+  event store by ``projections.rebuild_read_models``;
+- **claims read models**: built from ``claims.events`` by the claims consumer (rebuilt by
+  replaying that topic, never from our own store);
+- **the vault**: personal and health data that must never be in an event (national ID, phone,
+  card number, injury details). It is the source of truth for those values, so no rebuild touches
+  it. Values are AES-GCM encrypted with the row's id bound in; lookups go through a keyed blind
+  index, never the plaintext.
+- the **plan catalogue** (``plans``): reference data seeded by the first migration and kept up to
+  date from ``PlanDefined`` events (upserts, so a replay never loses the seeded rows).
+
+Migrations create exactly these tables; ``tests/integration/membership`` checks they agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+# --- read models of our own events ------------------------------------------------------------
+
+unions = sa.Table(
+    "unions",
+    metadata,
+    sa.Column("union_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("parent_id", UUID(as_uuid=True), nullable=True, index=True),
+    sa.Column("registered_at", TS, nullable=False),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("member_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("union_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("full_name", sa.Text, nullable=False),
+    sa.Column("gender", sa.Text, nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("joined_on", sa.Date, nullable=False),
+    sa.Column("employer", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # active | left
+    sa.Column("left_on", sa.Date, nullable=True),
+    sa.Column("leave_reason", sa.Text, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),  # the Member stream's version
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+cards = sa.Table(
+    "cards",
+    metadata,
+    sa.Column("member_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),  # version of the CardIssued event
+    sa.Column("card_last4", sa.Text, nullable=False),
+    sa.Column("issued_on", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # active | cancelled
+    sa.Column("cancelled_on", sa.Date, nullable=True),
+    sa.Column("cancel_reason", sa.Text, nullable=True),
+)
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("enrollment_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("union_id", UUID(as_uuid=True), nullable=False),  # the member's union when enrolled
+    sa.Column("plan_code", sa.Text, nullable=False),
+    sa.Column("shares", sa.Integer, nullable=False),
+    sa.Column("price_level", sa.Numeric(12, 2), nullable=True),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("ends_on", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # active | cancelled
+    sa.Column("cancelled_on", sa.Date, nullable=True),
+    sa.Column("cancel_reason", sa.Text, nullable=True),
+    sa.Column("enrolled_at", TS, nullable=False),
+    sa.Index("ix_enrollments_starts_on_plan", "starts_on", "plan_code"),
+)
+
+injury_reports = sa.Table(
+    "injury_reports",
+    metadata,
+    sa.Column("report_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("occurred_on", sa.Date, nullable=False),
+    sa.Column("work_related", sa.Boolean, nullable=False),
+    sa.Column("traffic_accident", sa.Boolean, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("reported_on", sa.Date, nullable=False),
+    sa.Column("member_version", sa.Integer, nullable=False),
+    sa.Column("reported_at", TS, nullable=False),
+)
+
+#: Every event of a member's own history (Member stream and their injury reports).
+member_timeline = sa.Table(
+    "member_timeline",
+    metadata,
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("aggregate_type", sa.Text, nullable=False),
+    sa.Column("aggregate_id", sa.Text, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Index("ix_member_timeline_member", "member_id", "occurred_at"),
+)
+
+# --- the plan catalogue -----------------------------------------------------------------------
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("benefit", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("definition", JSONB, nullable=False),  # the whole shared.contracts.plans.Plan
+    sa.Column("position", sa.Integer, nullable=False),  # catalogue order
+    sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+# --- read models of claims.events -------------------------------------------------------------
+
+member_claims = sa.Table(
+    "member_claims",
+    metadata,
+    sa.Column("claim_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("report_id", UUID(as_uuid=True), nullable=True, index=True),
+    sa.Column("plan_code", sa.Text, nullable=False),
+    sa.Column("benefit", sa.Text, nullable=False),
+    sa.Column("enrollment_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # filed | documents_complete | approved | rejected | paid
+    sa.Column("amount", sa.Numeric(14, 2), nullable=True),
+    sa.Column("required_documents", JSONB, nullable=False),
+    sa.Column("missing_documents", JSONB, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+claim_events = sa.Table(
+    "claim_events",
+    metadata,
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("claim_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("report_id", UUID(as_uuid=True), nullable=True, index=True),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Index("ix_claim_events_member", "member_id", "occurred_at"),
+)
+
+# --- the vault --------------------------------------------------------------------------------
+
+member_identities = sa.Table(
+    "member_identities",
+    metadata,
+    sa.Column("member_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("national_id_index", sa.Text, nullable=False, unique=True),  # HMAC: one member per ID
+    sa.Column("national_id_enc", sa.Text, nullable=False),
+    sa.Column("phone_enc", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+card_numbers = sa.Table(
+    "card_numbers",
+    metadata,
+    sa.Column("card_number_index", sa.Text, primary_key=True),  # HMAC: a card number has one owner
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("card_number_enc", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+injury_details = sa.Table(
+    "injury_details",
+    metadata,
+    sa.Column("report_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("description_enc", sa.Text, nullable=False),
+    sa.Column("diagnosis_enc", sa.Text, nullable=False),
+    sa.Column("hospital_enc", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+#: Tables a rebuild from our own event store empties and refills.
+READ_MODEL_TABLES = (unions, members, cards, enrollments, injury_reports, member_timeline)

@@ -1,0 +1,321 @@
+"""Read side: queries over the read models. Nothing here changes state.
+
+Personal data leaves only masked (national ID, phone) or as the card's last 4 digits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.membership.tables import (
+    cards,
+    claim_events,
+    enrollments,
+    injury_reports,
+    member_claims,
+    member_timeline,
+    members,
+    plans,
+    unions,
+)
+from services.membership.vault import Vault
+from shared.contracts.common import Benefit
+
+JSON = dict[str, Any]
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _row(mapping: Any) -> JSON:
+    """A row as JSON: ids and decimals as strings, dates as YYYY-MM-DD, times as RFC 3339."""
+    out: JSON = {}
+    for key, value in dict(mapping).items():
+        out[str(key)] = str(value) if isinstance(value, uuid.UUID | Decimal) else _iso(value)
+    return out
+
+
+# --- unions -----------------------------------------------------------------------------------
+
+
+def subtree(union_id: uuid.UUID) -> sa.CTE:
+    """The union and every union below it."""
+    tree = sa.select(unions.c.union_id).where(unions.c.union_id == union_id).cte("tree", recursive=True)
+    return tree.union_all(sa.select(unions.c.union_id).where(unions.c.parent_id == tree.c.union_id))
+
+
+async def list_unions(conn: AsyncConnection, *, level: str | None, parent_id: uuid.UUID | None) -> list[JSON]:
+    query = sa.select(unions).order_by(unions.c.registered_at, unions.c.name)
+    if level:
+        query = query.where(unions.c.level == level)
+    if parent_id:
+        query = query.where(unions.c.parent_id == parent_id)
+    return [_row(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def get_union(conn: AsyncConnection, union_id: uuid.UUID) -> JSON | None:
+    row = (await conn.execute(sa.select(unions).where(unions.c.union_id == union_id))).mappings().first()
+    if row is None:
+        return None
+    out = _row(row)
+    children = await conn.execute(
+        sa.select(unions.c.union_id, unions.c.name, unions.c.level)
+        .where(unions.c.parent_id == union_id)
+        .order_by(unions.c.name)
+    )
+    out["children"] = [_row(c) for c in children.mappings()]
+    tree = subtree(union_id)
+    out["active_members"] = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(members)
+        .where(members.c.union_id.in_(sa.select(tree.c.union_id)), members.c.status == "active")
+    )
+    return out
+
+
+# --- members ----------------------------------------------------------------------------------
+
+_MEMBER_COLUMNS = (
+    members.c.member_id,
+    members.c.union_id,
+    unions.c.name.label("union_name"),
+    members.c.full_name,
+    members.c.gender,
+    members.c.birth_date,
+    members.c.joined_on,
+    members.c.employer,
+    members.c.status,
+    members.c.left_on,
+    members.c.leave_reason,
+    members.c.version,
+)
+
+
+def _members_query() -> sa.Select[Any]:
+    return sa.select(*_MEMBER_COLUMNS).select_from(
+        members.outerjoin(unions, unions.c.union_id == members.c.union_id)
+    )
+
+
+async def search_members(
+    conn: AsyncConnection,
+    vault: Vault,
+    *,
+    union_id: uuid.UUID | None,
+    name: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[JSON]:
+    """``union_id`` matches that union and every union under it; ``name`` is a substring."""
+    query = _members_query().order_by(members.c.full_name, members.c.member_id).limit(limit).offset(offset)
+    if union_id is not None:
+        tree = subtree(union_id)
+        query = query.where(members.c.union_id.in_(sa.select(tree.c.union_id)))
+    if name:
+        query = query.where(members.c.full_name.icontains(name, autoescape=True))
+    if status:
+        query = query.where(members.c.status == status)
+    rows = [_row(r) for r in (await conn.execute(query)).mappings()]
+    identities = await vault.masked_identities(conn, [uuid.UUID(r["member_id"]) for r in rows])
+    for r in rows:
+        ident = identities.get(r["member_id"])
+        r["national_id"] = ident.national_id if ident else None
+    return rows
+
+
+async def member_detail(conn: AsyncConnection, vault: Vault, member_id: uuid.UUID) -> JSON | None:
+    row = (await conn.execute(_members_query().where(members.c.member_id == member_id))).mappings().first()
+    if row is None:
+        return None
+    out = _row(row)
+    ident = (await vault.masked_identities(conn, [member_id])).get(str(member_id))
+    out["national_id"] = ident.national_id if ident else None
+    out["phone"] = ident.phone if ident else None
+
+    card_rows = [
+        _row(c)
+        for c in (
+            await conn.execute(
+                sa.select(
+                    cards.c.card_last4,
+                    cards.c.issued_on,
+                    cards.c.status,
+                    cards.c.cancelled_on,
+                    cards.c.cancel_reason,
+                )
+                .where(cards.c.member_id == member_id)
+                .order_by(cards.c.seq)
+            )
+        ).mappings()
+    ]
+    active = [c for c in card_rows if c["status"] == "active"]
+    out["card"] = {k: active[-1][k] for k in ("card_last4", "issued_on", "status")} if active else None
+    out["cards"] = card_rows
+
+    out["enrollments"] = [
+        _row(e)
+        for e in (
+            await conn.execute(
+                sa.select(
+                    enrollments.c.enrollment_id,
+                    enrollments.c.plan_code,
+                    plans.c.name.label("plan_name"),
+                    enrollments.c.shares,
+                    enrollments.c.price_level,
+                    enrollments.c.starts_on,
+                    enrollments.c.ends_on,
+                    enrollments.c.status,
+                    enrollments.c.cancelled_on,
+                )
+                .select_from(enrollments.outerjoin(plans, plans.c.code == enrollments.c.plan_code))
+                .where(enrollments.c.member_id == member_id)
+                .order_by(enrollments.c.starts_on, enrollments.c.plan_code)
+            )
+        ).mappings()
+    ]
+    out["claims"] = await member_claim_list(conn, member_id=member_id)
+    return out
+
+
+async def member_claim_list(
+    conn: AsyncConnection, *, member_id: uuid.UUID | None = None, report_id: uuid.UUID | None = None
+) -> list[JSON]:
+    query = sa.select(member_claims).order_by(member_claims.c.updated_at)
+    if member_id is not None:
+        query = query.where(member_claims.c.member_id == member_id)
+    if report_id is not None:
+        query = query.where(member_claims.c.report_id == report_id)
+    return [_row(c) for c in (await conn.execute(query)).mappings()]
+
+
+async def member_exists(conn: AsyncConnection, member_id: uuid.UUID) -> bool:
+    found = await conn.scalar(sa.select(members.c.member_id).where(members.c.member_id == member_id))
+    return found is not None
+
+
+async def timeline(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
+    """The member's own events and what the claims service reported back, oldest first."""
+    own = sa.select(
+        member_timeline.c.event_id,
+        member_timeline.c.occurred_at,
+        member_timeline.c.aggregate_version,
+        member_timeline.c.event_type,
+        sa.literal("membership").label("source"),
+        member_timeline.c.data,
+    ).where(member_timeline.c.member_id == member_id)
+    claims = sa.select(
+        claim_events.c.event_id,
+        claim_events.c.occurred_at,
+        claim_events.c.aggregate_version,
+        claim_events.c.event_type,
+        sa.literal("claims").label("source"),
+        claim_events.c.data,
+    ).where(claim_events.c.member_id == member_id)
+    merged = sa.union_all(own, claims).subquery()
+    rows = await conn.execute(
+        sa.select(merged).order_by(merged.c.occurred_at, merged.c.aggregate_version, merged.c.event_id)
+    )
+    return [_row(r) for r in rows.mappings()]
+
+
+# --- injury reports ---------------------------------------------------------------------------
+
+
+async def member_injury_reports(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
+    rows = await conn.execute(
+        sa.select(injury_reports)
+        .where(injury_reports.c.member_id == member_id)
+        .order_by(injury_reports.c.occurred_on, injury_reports.c.reported_at)
+    )
+    return [_row(r) for r in rows.mappings()]
+
+
+async def injury_report_detail(conn: AsyncConnection, vault: Vault, report_id: uuid.UUID) -> JSON | None:
+    """Includes the health details: only for roles that may read them."""
+    row = (
+        (await conn.execute(sa.select(injury_reports).where(injury_reports.c.report_id == report_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    out = _row(row)
+    details = await vault.injury_details(conn, report_id)
+    out.update(
+        description=details.description if details else None,
+        diagnosis=details.diagnosis if details else None,
+        hospital=details.hospital if details else None,
+    )
+    out["claims"] = await member_claim_list(conn, report_id=report_id)
+    no_cover = await conn.scalar(
+        sa.select(claim_events.c.data)
+        .where(claim_events.c.report_id == report_id, claim_events.c.event_type == "NoCoverageFound")
+        .order_by(claim_events.c.occurred_at.desc())
+        .limit(1)
+    )
+    out["no_coverage_reasons"] = list(no_cover.get("reasons", [])) if no_cover else None
+    return out
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+async def enrollment_statistics(conn: AsyncConnection, *, year: int, union_id: uuid.UUID | None) -> JSON:
+    """Enrolments whose coverage starts in ``year`` (cancelled ones excluded), per paid plan of the
+    catalogue - the seed's "from under 20 shares a year, one type only, to over 260 across six"."""
+    conditions = [
+        sa.extract("year", enrollments.c.starts_on) == year,
+        enrollments.c.status == "active",
+    ]
+    if union_id is not None:
+        tree = subtree(union_id)
+        conditions.append(enrollments.c.union_id.in_(sa.select(tree.c.union_id)))
+    per_plan = (
+        sa.select(
+            enrollments.c.plan_code,
+            sa.func.count().label("enrollments"),
+            sa.func.sum(enrollments.c.shares).label("shares"),
+            sa.func.count(sa.distinct(enrollments.c.member_id)).label("members"),
+        )
+        .where(*conditions)
+        .group_by(enrollments.c.plan_code)
+        .subquery()
+    )
+    rows = await conn.execute(
+        sa.select(
+            plans.c.code,
+            plans.c.name,
+            sa.func.coalesce(per_plan.c.enrollments, 0),
+            sa.func.coalesce(per_plan.c.shares, 0),
+            sa.func.coalesce(per_plan.c.members, 0),
+        )
+        .select_from(plans.outerjoin(per_plan, per_plan.c.plan_code == plans.c.code))
+        .where(sa.or_(plans.c.benefit == Benefit.PAID.value, per_plan.c.plan_code.is_not(None)))
+        .order_by(plans.c.position, plans.c.code)
+    )
+    items = [
+        {"plan_code": code, "plan_name": name, "enrollments": int(n), "shares": int(s), "members": int(m)}
+        for code, name, n, s, m in rows
+    ]
+    members_total = await conn.scalar(
+        sa.select(sa.func.count(sa.distinct(enrollments.c.member_id))).where(*conditions)
+    )
+    return {
+        "year": year,
+        "union_id": str(union_id) if union_id else None,
+        "total_enrollments": sum(i["enrollments"] for i in items),
+        "total_shares": sum(i["shares"] for i in items),
+        "members_enrolled": int(members_total or 0),
+        "plans_with_enrollments": sum(1 for i in items if i["enrollments"]),
+        "plans": items,
+    }

@@ -1,0 +1,131 @@
+"""Helpers for the membership integration tests: realistic identifiers, a union tree, members,
+and reading what really reached Kafka."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import uuid
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from shared.tables import events
+from tests.integration.membership.conftest import Service
+from tests.kafka_support import Received, read_topic
+
+STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
+INTEGRATOR = {"Authorization": "Bearer local-integrator-token"}
+COUNSELOR = {"Authorization": "Bearer local-counselor-token"}
+
+_serial = itertools.count(random.randrange(500))
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def national_id(birth_date: date, *, female: bool = False) -> str:
+    """A well-formed GB 11643 number (Shunyi region code, real check digit), unique per run."""
+    seq = (next(_serial) % 500) * 2 + (0 if female else 1)  # 17th digit: odd for men, even for women
+    body = f"110113{birth_date:%Y%m%d}{seq:03d}"
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
+    return body + check
+
+
+def phone() -> str:
+    return f"139{random.randrange(10**8):08d}"
+
+
+def card_number() -> str:
+    return f"6217{random.randrange(10**15):015d}"
+
+
+async def create(service: Service, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    r = await service.client.post(path, json=body, headers={**STAFF, **headers})
+    assert r.status_code in (200, 201, 202), f"{path}: {r.status_code} {r.text}"
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def union_tree(service: Service, label: str = "") -> dict[str, str]:
+    """municipal -> district -> street -> two grassroots unions; returns their ids by role."""
+    ids: dict[str, str] = {}
+    parent: str | None = None
+    for level, name in (
+        ("municipal", "北京市总工会"),
+        ("district", "顺义区总工会"),
+        ("street", "石园街道总工会"),
+        ("grassroots", "五里仓第二社区联合工会"),
+    ):
+        body: dict[str, Any] = {"name": f"{name}{label}", "level": level}
+        if parent:
+            body["parent_id"] = parent
+        ids[level] = parent = (await create(service, "/v1/unions", body))["union_id"]
+    other = {"name": f"石园街道机关工会{label}", "level": "grassroots", "parent_id": ids["street"]}
+    ids["grassroots2"] = (await create(service, "/v1/unions", other))["union_id"]
+    return ids
+
+
+async def new_member(
+    service: Service,
+    union_id: str,
+    *,
+    gender: str = "male",
+    birth_date: date = date(1980, 5, 20),
+    joined_on: date = date(2010, 3, 1),
+    full_name: str = "王建国",
+    with_phone: bool = True,
+    card: bool = False,
+) -> dict[str, Any]:
+    """Join a member (optionally with a card); returns the ids and the secrets used."""
+    nid = national_id(birth_date, female=gender == "female")
+    tel = phone() if with_phone else None
+    service.secrets.append(nid)
+    body: dict[str, Any] = {
+        "union_id": union_id,
+        "full_name": full_name,
+        "gender": gender,
+        "birth_date": birth_date.isoformat(),
+        "national_id": nid,
+        "joined_on": joined_on.isoformat(),
+    }
+    if tel:
+        service.secrets.append(tel)
+        body["phone"] = tel
+    member_id = (await create(service, "/v1/members", body))["member_id"]
+    out: dict[str, Any] = {"member_id": member_id, "national_id": nid, "phone": tel}
+    if card:
+        number = card_number()
+        service.secrets.append(number)
+        await create(
+            service,
+            f"/v1/members/{member_id}/card",
+            {"card_number": number, "issued_on": joined_on.isoformat()},
+        )
+        out["card_number"] = number
+    return out
+
+
+async def stored_event_count(service: Service) -> int:
+    async with service.runtime.engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(events)) or 0)
+
+
+async def published(service: Service) -> list[Received]:
+    """Everything on the service's topic, once every event stored so far has arrived."""
+    return await read_topic(service.kafka, service.topic, expect=await stored_event_count(service))
+
+
+def envelopes(messages: list[Received], key: str) -> list[dict[str, Any]]:
+    """Decoded envelopes with this message key, in topic order (one key = one partition)."""
+    chosen = [m for m in messages if m.key == key.encode()]
+    return [json.loads(m.value) for m in sorted(chosen, key=lambda m: m.offset)]
+
+
+def problem_fields(body: dict[str, Any]) -> set[str]:
+    return {e["field"] for e in body.get("errors", [])}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
