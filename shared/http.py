@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.aggregate import DomainError
+from shared.eventstore import ConcurrencyError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
         return problem(
             exc.status, _TITLES.get(exc.status, "Error"), exc.message, errors=errors, code=exc.code
+        )
+
+    @app.exception_handler(ConcurrencyError)
+    async def _concurrency(_: Request, exc: ConcurrencyError) -> JSONResponse:
+        # The command was retried from fresh reads and still lost the race: let the client retry.
+        return problem(
+            409,
+            "Conflict",
+            "the record changed while this request ran; try again",
+            code="concurrent_modification",
         )
 
     @app.exception_handler(RequestValidationError)

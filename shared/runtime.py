@@ -28,6 +28,7 @@ from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer
+from shared.kafka import ensure_topics
 from shared.migrations import upgrade_to_head
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings
@@ -117,6 +118,10 @@ class ServiceRuntime:
         delay = 0.5
         while not self._stop.is_set():
             try:
+                # Subscribing would auto-create a missing topic with the broker's defaults.
+                await ensure_topics(
+                    self.settings.kafka_bootstrap_servers, [s.topic for s in self.subscriptions]
+                )
                 await self.broker.start()
                 self.broker_started = True
                 return

@@ -56,7 +56,7 @@ def main() -> None:
                 "union_id"
             ]
             print(f"union      {level:<10} {name}")
-        birth = date(1980, 3, 4)
+        birth = date(1975, 1, 1) + timedelta(days=random.randint(0, 20 * 365))
         member = call(
             m,
             "POST",
@@ -76,7 +76,10 @@ def main() -> None:
             m,
             "POST",
             f"/v1/members/{member}/card",
-            {"card_number": f"62103000{random.randint(10**7, 10**8 - 1)}"},
+            {
+                "card_number": f"62103000{random.randint(10**7, 10**8 - 1)}",
+                "issued_on": (today - timedelta(days=2 * 365)).isoformat(),
+            },
             201,
         )
         print(f"Jing card  ****{card['card_last4']}")

@@ -35,7 +35,11 @@ def test_production_refuses_a_local_token_mixed_into_real_ones() -> None:
 
 
 def test_production_starts_with_real_secrets() -> None:
-    s = Settings(mode="production", api_tokens=json.dumps({"t-1": "staff"}), pii_key=REAL_KEY,
-                 CLAIMS_DATABASE_URL=REAL_DB)
+    s = Settings(
+        mode="production",
+        api_tokens=json.dumps({"t-1": "staff"}),
+        pii_key=REAL_KEY,
+        CLAIMS_DATABASE_URL=REAL_DB,
+    )
     assert s.tokens() == {"t-1": "staff"}
     assert len(s.key_bytes(s.pii_key)) == 32
