@@ -137,8 +137,8 @@ def main() -> None:
         timeline = m.get(f"/v1/members/{member}/timeline")
         if timeline.status_code == 200:
             print("\nMember timeline (membership):")
-            for entry in timeline.json().get("items", [])[-8:]:
-                print(f"  {entry}")
+            for entry in timeline.json().get("items", []):
+                print(f"  {entry['occurred_at'][:19]}  {entry['source']:<10} {entry['event_type']}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start() {
   for entry in "${services[@]}"; do
-    local name=${entry%%:*} port=${entry##*:} pidf=$run_dir/$name.pid
+    local name=${entry%%:*} port=${entry##*:}
+    local pidf=$run_dir/$name.pid
     [[ -f $repo/services/$name/__main__.py ]] || continue
     if [[ -f $pidf ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
       echo "[services] $name already running (pid $(cat "$pidf")) on 127.0.0.1:$port"; continue
     fi
-    (cd "$repo" && nohup .venv/bin/python -m "services.$name" >"$run_dir/$name.log" 2>&1 & echo $! >"$pidf")
+    # exec: the recorded pid is the service itself; no stdin/stdout left attached to the caller.
+    (cd "$repo" && exec nohup .venv/bin/python -m "services.$name") </dev/null >"$run_dir/$name.log" 2>&1 &
+    echo $! >"$pidf"
     for _ in $(seq 1 120); do
       port_open "$port" && break
       kill -0 "$(cat "$pidf")" 2>/dev/null || { echo "[services] $name exited; see $run_dir/$name.log" >&2; tail -20 "$run_dir/$name.log" >&2; exit 1; }
@@ -31,7 +34,8 @@ start() {
 
 stop() {
   for entry in "${services[@]}"; do
-    local name=${entry%%:*} pidf=$run_dir/$name.pid
+    local name=${entry%%:*}
+    local pidf=$run_dir/$name.pid
     [[ -f $pidf ]] || continue
     local pid; pid=$(cat "$pidf")
     if kill -0 "$pid" 2>/dev/null; then
