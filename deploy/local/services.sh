@@ -20,6 +20,9 @@ start() {
       echo "[services] $name already running (pid $(cat "$pidf")) on 127.0.0.1:$port"; continue
     fi
     # exec: the recorded pid is the service itself; no stdin/stdout left attached to the caller.
+    if port_open "$port"; then
+      echo "[services] something else already listens on 127.0.0.1:$port; not starting a second $name" >&2; exit 1
+    fi
     (cd "$repo" && exec nohup .venv/bin/python -m "services.$name") </dev/null >"$run_dir/$name.log" 2>&1 &
     echo $! >"$pidf"
     for _ in $(seq 1 120); do
