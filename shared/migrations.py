@@ -12,6 +12,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.tables import OUTBOX_NOTIFY_DDL, core_metadata
 
 
+def uuid_column(name: str, *, primary_key: bool = False, nullable: bool = True) -> sa.Column[object]:
+    """A UUID column for migrations (kept in one place so every service writes them alike)."""
+    from sqlalchemy.dialects.postgresql import UUID
+
+    return sa.Column(name, UUID(as_uuid=True), primary_key=primary_key, nullable=nullable and not primary_key)
+
+
 def create_core_tables(bind: sa.engine.Connection) -> None:
     """Called from each service's first migration, so the core schema is written once."""
     core_metadata.create_all(bind)

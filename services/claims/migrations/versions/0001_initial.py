@@ -10,10 +10,10 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB
 
 from services.claims.projections import default_plan_rows
-from shared.migrations import create_core_tables, drop_core_tables
+from shared.migrations import create_core_tables, drop_core_tables, uuid_column
 
 revision = "0001"
 down_revision = None
@@ -21,10 +21,6 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-
-
-def _uuid(name: str, *, primary_key: bool = False, nullable: bool = True) -> sa.Column[object]:
-    return sa.Column(name, UUID(as_uuid=True), primary_key=primary_key, nullable=nullable and not primary_key)
 
 
 def upgrade() -> None:
@@ -36,7 +32,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "coverage_members",
-        _uuid("member_id", primary_key=True),
+        uuid_column("member_id", primary_key=True),
         sa.Column("joined_on", sa.Date, nullable=True),
         sa.Column("left_on", sa.Date, nullable=True),
         sa.Column("seen_version", sa.Integer, nullable=False, server_default="0"),
@@ -44,7 +40,7 @@ def upgrade() -> None:
     op.create_table(
         "coverage_cards",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("member_id", nullable=False),
         sa.Column("card_last4", sa.Text, nullable=False),
         sa.Column("issued_on", sa.Date, nullable=False),
         sa.Column("cancelled_on", sa.Date, nullable=True),
@@ -52,8 +48,8 @@ def upgrade() -> None:
     op.create_index("ix_coverage_cards_member_id", "coverage_cards", ["member_id"])
     op.create_table(
         "coverage_enrollments",
-        _uuid("enrollment_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("enrollment_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("plan_code", sa.Text, nullable=False),
         sa.Column("shares", sa.Integer, nullable=False),
         sa.Column("starts_on", sa.Date, nullable=False),
@@ -63,23 +59,23 @@ def upgrade() -> None:
     op.create_index("ix_coverage_enrollments_member_id", "coverage_enrollments", ["member_id"])
     op.create_table(
         "pending_reports",
-        _uuid("report_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("report_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("needed_version", sa.Integer, nullable=False),
         sa.Column("injury", JSONB, nullable=False),
-        _uuid("correlation_id", nullable=False),
-        _uuid("causation_id", nullable=False),
+        uuid_column("correlation_id", nullable=False),
+        uuid_column("causation_id", nullable=False),
         sa.Column("received_at", TS, server_default=sa.func.now()),
     )
     op.create_index("ix_pending_reports_member_id", "pending_reports", ["member_id"])
     op.create_table(
         "claims",
-        _uuid("claim_id", primary_key=True),
-        _uuid("member_id", nullable=False),
-        _uuid("report_id", nullable=True),
+        uuid_column("claim_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
+        uuid_column("report_id", nullable=True),
         sa.Column("plan_code", sa.Text, nullable=False),
         sa.Column("benefit", sa.Text, nullable=False),
-        _uuid("enrollment_id", nullable=True),
+        uuid_column("enrollment_id", nullable=True),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("required_documents", JSONB, nullable=False),
         sa.Column("received_documents", JSONB, nullable=False, server_default="[]"),
@@ -95,8 +91,8 @@ def upgrade() -> None:
         op.create_index(f"ix_claims_{column}", "claims", [column])
     op.create_table(
         "report_decisions",
-        _uuid("report_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("report_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("reasons", JSONB, nullable=False),
         sa.Column("decided_at", TS, nullable=False),
     )

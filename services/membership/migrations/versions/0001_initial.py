@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.contracts.plans import DEFAULT_PLANS
-from shared.migrations import create_core_tables, drop_core_tables
+from shared.migrations import create_core_tables, drop_core_tables, uuid_column
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -27,27 +27,23 @@ depends_on: str | Sequence[str] | None = None
 TS = sa.DateTime(timezone=True)
 
 
-def _uuid(name: str, *, primary_key: bool = False, nullable: bool = True) -> sa.Column[object]:
-    return sa.Column(name, UUID(as_uuid=True), primary_key=primary_key, nullable=nullable and not primary_key)
-
-
 def upgrade() -> None:
     create_core_tables(op.get_bind())
 
     # --- read models of our own events ---
     op.create_table(
         "unions",
-        _uuid("union_id", primary_key=True),
+        uuid_column("union_id", primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("level", sa.Text, nullable=False),
-        _uuid("parent_id", nullable=True),
+        uuid_column("parent_id", nullable=True),
         sa.Column("registered_at", TS, nullable=False),
     )
     op.create_index("ix_unions_parent_id", "unions", ["parent_id"])
     op.create_table(
         "members",
-        _uuid("member_id", primary_key=True),
-        _uuid("union_id", nullable=False),
+        uuid_column("member_id", primary_key=True),
+        uuid_column("union_id", nullable=False),
         sa.Column("full_name", sa.Text, nullable=False),
         sa.Column("gender", sa.Text, nullable=False),
         sa.Column("birth_date", sa.Date, nullable=False),
@@ -62,7 +58,7 @@ def upgrade() -> None:
     op.create_index("ix_members_union_id", "members", ["union_id"])
     op.create_table(
         "cards",
-        _uuid("member_id", primary_key=True),
+        uuid_column("member_id", primary_key=True),
         sa.Column("seq", sa.Integer, primary_key=True),
         sa.Column("card_last4", sa.Text, nullable=False),
         sa.Column("issued_on", sa.Date, nullable=False),
@@ -72,9 +68,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "enrollments",
-        _uuid("enrollment_id", primary_key=True),
-        _uuid("member_id", nullable=False),
-        _uuid("union_id", nullable=False),
+        uuid_column("enrollment_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
+        uuid_column("union_id", nullable=False),
         sa.Column("plan_code", sa.Text, nullable=False),
         sa.Column("shares", sa.Integer, nullable=False),
         sa.Column("price_level", sa.Numeric(12, 2), nullable=True),
@@ -89,8 +85,8 @@ def upgrade() -> None:
     op.create_index("ix_enrollments_starts_on_plan", "enrollments", ["starts_on", "plan_code"])
     op.create_table(
         "injury_reports",
-        _uuid("report_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("report_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("occurred_on", sa.Date, nullable=False),
         sa.Column("work_related", sa.Boolean, nullable=False),
         sa.Column("traffic_accident", sa.Boolean, nullable=False),
@@ -102,8 +98,8 @@ def upgrade() -> None:
     op.create_index("ix_injury_reports_member_id", "injury_reports", ["member_id"])
     op.create_table(
         "member_timeline",
-        _uuid("event_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("event_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("occurred_at", TS, nullable=False),
         sa.Column("aggregate_type", sa.Text, nullable=False),
         sa.Column("aggregate_id", sa.Text, nullable=False),
@@ -143,12 +139,12 @@ def upgrade() -> None:
     # --- read models of claims.events ---
     op.create_table(
         "member_claims",
-        _uuid("claim_id", primary_key=True),
-        _uuid("member_id", nullable=False),
-        _uuid("report_id", nullable=True),
+        uuid_column("claim_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
+        uuid_column("report_id", nullable=True),
         sa.Column("plan_code", sa.Text, nullable=False),
         sa.Column("benefit", sa.Text, nullable=False),
-        _uuid("enrollment_id", nullable=True),
+        uuid_column("enrollment_id", nullable=True),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("amount", sa.Numeric(14, 2), nullable=True),
         sa.Column("required_documents", JSONB, nullable=False),
@@ -159,10 +155,10 @@ def upgrade() -> None:
     op.create_index("ix_member_claims_report_id", "member_claims", ["report_id"])
     op.create_table(
         "claim_events",
-        _uuid("event_id", primary_key=True),
-        _uuid("member_id", nullable=True),
-        _uuid("claim_id", nullable=True),
-        _uuid("report_id", nullable=True),
+        uuid_column("event_id", primary_key=True),
+        uuid_column("member_id", nullable=True),
+        uuid_column("claim_id", nullable=True),
+        uuid_column("report_id", nullable=True),
         sa.Column("occurred_at", TS, nullable=False),
         sa.Column("aggregate_version", sa.Integer, nullable=False),
         sa.Column("event_type", sa.Text, nullable=False),
@@ -174,7 +170,7 @@ def upgrade() -> None:
     # --- the vault: personal and health data, encrypted ---
     op.create_table(
         "member_identities",
-        _uuid("member_id", primary_key=True),
+        uuid_column("member_id", primary_key=True),
         sa.Column("national_id_index", sa.Text, nullable=False, unique=True),
         sa.Column("national_id_enc", sa.Text, nullable=False),
         sa.Column("phone_enc", sa.Text, nullable=True),
@@ -183,15 +179,15 @@ def upgrade() -> None:
     op.create_table(
         "card_numbers",
         sa.Column("card_number_index", sa.Text, primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("member_id", nullable=False),
         sa.Column("card_number_enc", sa.Text, nullable=False),
         sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_card_numbers_member_id", "card_numbers", ["member_id"])
     op.create_table(
         "injury_details",
-        _uuid("report_id", primary_key=True),
-        _uuid("member_id", nullable=False),
+        uuid_column("report_id", primary_key=True),
+        uuid_column("member_id", nullable=False),
         sa.Column("description_enc", sa.Text, nullable=False),
         sa.Column("diagnosis_enc", sa.Text, nullable=False),
         sa.Column("hospital_enc", sa.Text, nullable=True),
