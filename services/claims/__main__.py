@@ -1,7 +1,43 @@
-"""``python -m services.claims``: API, relay and consumers in one process (port 8002)."""
+"""``python -m services.claims``            serve HTTP, relay and consumers on CLAIMS_HOST:CLAIMS_PORT
+``python -m services.claims rebuild``    rebuild the claims read models from the event store.
 
-from services.claims.app import ClaimsSettings, create_app
-from shared.runtime import serve
+The coverage model is not in this service's event store (it is fed by membership.events): to
+rebuild it, empty the coverage tables and the ``coverage`` consumer's inbox rows, and replay the
+topic with a fresh consumer group.
+"""
 
-settings = ClaimsSettings()
-serve(create_app(settings), settings, settings.host, settings.port)
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from services.claims.app import MIGRATIONS, ClaimsSettings, build_runtime, create_app
+from services.claims.projections import own_projection
+from shared.migrations import upgrade_to_head
+from shared.projections import rebuild
+from shared.runtime import configure_logging, serve
+
+
+async def _rebuild(settings: ClaimsSettings) -> int:
+    await upgrade_to_head(MIGRATIONS, settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        return await rebuild(runtime.engine, runtime.store, own_projection)
+    finally:
+        await runtime.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.claims")
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    args = parser.parse_args()
+    settings = ClaimsSettings()
+    if args.command == "rebuild":
+        configure_logging(settings.log_level)
+        print(f"claims read models rebuilt from {asyncio.run(_rebuild(settings))} events")
+        return
+    serve(create_app(settings), settings, settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()
