@@ -18,21 +18,39 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.eventstore import EventStore
 from shared.kafka import ensure_topics, reliable_producer
-from shared.tables import OUTBOX_CHANNEL, events, outbox
+from shared.tables import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("relay_events_published_total", "Events confirmed on Kafka", ["topic"])
 FAILURES = Counter("relay_publish_failures_total", "Failed publish attempts", ["topic"])
 LEADER = Gauge("relay_is_leader", "1 while this process holds the relay lock", ["topic"])
+
+
+#: The oldest queued events with their envelope JSON (shared/envelope.py's fields) built by the
+#: database. The unit tests of the contract read these bytes back through ``EventEnvelope``.
+_PENDING = """
+SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.schema_version,
+       e.correlation_id::text AS correlation_id,
+       json_build_object(
+           'event_id', e.event_id, 'event_type', e.event_type, 'schema_version', e.schema_version,
+           'aggregate_type', e.stream_type, 'aggregate_id', e.stream_id, 'aggregate_version', e.version,
+           'occurred_at', to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'producer', $1::text, 'correlation_id', e.correlation_id, 'causation_id', e.causation_id,
+           'data', e.data
+       )::text AS value
+FROM outbox o JOIN events e ON e.position = o.position
+ORDER BY o.position
+LIMIT $2
+"""
 
 
 class OutboxRelay:
@@ -43,7 +61,7 @@ class OutboxRelay:
         topic: str,
         bootstrap_servers: str,
         *,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         poll_interval: float = 1.0,
         max_backoff: float = 10.0,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
@@ -85,7 +103,7 @@ class OutboxRelay:
                 await _sleep_or_stop(stop, backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff)
 
-    async def _pump(self, producer: AIOKafkaProducer, conn: AsyncConnection, stop: asyncio.Event) -> None:
+    async def _pump(self, producer: AIOKafkaProducer, conn: Any, stop: asyncio.Event) -> None:
         while not stop.is_set():
             published = await self.publish_batch(producer, conn)
             if published < self.batch_size:
@@ -100,37 +118,31 @@ class OutboxRelay:
                 waiter.cancel()
                 stopper.cancel()
 
-    async def publish_batch(self, producer: AIOKafkaProducer, conn: AsyncConnection) -> int:
+    async def publish_batch(self, producer: AIOKafkaProducer, conn: Any) -> int:
         """Publish the oldest outbox rows once; delete those Kafka confirmed. Returns how many.
 
-        ``conn`` is the leader's own session: if it dies, the lock is gone, and so is this call.
+        ``conn`` is the leader's own asyncpg session: if it dies, the lock is gone, and so is this
+        call. PostgreSQL renders each envelope's JSON itself (``_PENDING``): the relay only moves
+        bytes, which is what keeps it near the speed of a bare producer.
         """
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(events)
-                    .join(outbox, outbox.c.position == events.c.position)
-                    .order_by(events.c.position)
-                    .limit(self.batch_size)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        await conn.commit()
+        rows = await conn.fetch(_PENDING, self.store.producer, self.batch_size)
         if not rows:
             return 0
         futures: list[asyncio.Future[object]] = []
         failure: BaseException | None = None
         for row in rows:
-            envelope = self.store.as_published(row)
             try:
                 futures.append(
                     await producer.send(
                         self.topic,
-                        value=envelope.to_bytes(),
-                        key=envelope.kafka_key(),
-                        headers=envelope.kafka_headers(),
+                        value=row["value"].encode(),
+                        key=row["stream_id"].encode(),
+                        headers=[
+                            ("event_type", row["event_type"].encode()),
+                            ("event_id", row["event_id"].encode()),
+                            ("schema_version", str(row["schema_version"]).encode()),
+                            ("correlation_id", row["correlation_id"].encode()),
+                        ],
                     )
                 )
             except Exception as exc:
@@ -144,18 +156,17 @@ class OutboxRelay:
                 break
             confirmed.append(row["position"])
         if confirmed:
-            await conn.execute(sa.delete(outbox).where(outbox.c.position.in_(confirmed)))
-            await conn.commit()
+            await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", confirmed)
             PUBLISHED.labels(self.topic).inc(len(confirmed))
         if failure is not None:
             raise failure
         return len(confirmed)
 
     @contextlib.asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[AsyncConnection | None]:
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Any]:
         """Hold a session advisory lock for the topic, and LISTEN on the same connection.
 
-        Yields that connection (None if stopped before becoming leader)."""
+        Yields that (asyncpg) connection, or None if stopped before becoming leader."""
         async with self.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
@@ -174,7 +185,7 @@ class OutboxRelay:
             await raw.add_listener(OUTBOX_CHANNEL, on_notify)
             LEADER.labels(self.topic).set(1)
             try:
-                yield conn
+                yield raw
             finally:
                 LEADER.labels(self.topic).set(0)
                 with contextlib.suppress(Exception):

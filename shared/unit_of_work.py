@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from shared.aggregate import Aggregate, NotFound
@@ -115,5 +116,10 @@ async def retrying(
                 return result
         except ConcurrencyError:
             if attempt == attempts:
+                raise
+        except DBAPIError as exc:
+            # A pooled connection that died (database restarted): nothing was committed, so the
+            # command is safe to run again on a fresh connection.
+            if not exc.connection_invalidated or attempt == attempts:
                 raise
     raise AssertionError("unreachable")

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.envelope import EventEnvelope
 from shared.eventstore import EventStore
 from shared.relay import OutboxRelay
 from shared.tables import outbox
@@ -182,3 +183,29 @@ async def test_only_one_relay_publishes_at_a_time(core_engine: AsyncEngine, kafk
         assert a.ready.is_set() != b.ready.is_set(), "exactly one relay became leader"
     received = await read_topic(kafka, topic, expect=100, timeout=30)
     assert len(received) == 100
+
+
+async def test_published_bytes_are_exactly_the_stored_envelope(
+    core_engine: AsyncEngine, kafka: str, topic: str
+) -> None:
+    """The database renders the JSON; it must read back as the very envelope the store holds."""
+    es = store()
+    stream = str(uuid.uuid4())
+    cause = uuid.uuid4()
+    async with UnitOfWork(core_engine, es, causation_id=cause) as uow:
+        counter = await uow.load(Counter, stream)
+        counter.count(3)
+        counter.count(4)
+        await uow.save(counter)
+        await uow.commit()
+    relay = OutboxRelay(core_engine, es, topic, kafka, poll_interval=0.1)
+    async with running(relay):
+        await eventually(lambda: drained(core_engine))
+    received = await read_topic(kafka, topic, expect=2)
+    async with core_engine.connect() as conn:
+        stored = await es.read_stream(conn, stream)
+    published = [EventEnvelope.from_bytes(r.value) for r in received]
+    assert published == stored
+    assert [dict(r.headers) for r in received] == [dict(e.kafka_headers()) for e in stored]
+    assert all(r.key == stream.encode() for r in received)
+    assert published[0].causation_id == cause and json.loads(received[0].value)["data"] == {"n": 3}

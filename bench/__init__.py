@@ -1,0 +1,1 @@
+"""Benchmarks of the event-sourcing core (``python -m bench.core``)."""
