@@ -20,10 +20,11 @@ from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.envelope import EventEnvelope
-from shared.eventstore import EventStore
+from shared.eventstore import ConcurrencyError, EventStore
 from shared.kafka import dlq_topic
 from shared.tables import inbox
 from shared.unit_of_work import InlineProjection, UnitOfWork
@@ -46,6 +47,19 @@ class PoisonMessage(Exception):
     """The message can never be processed (not an envelope at all): dead-letter it at once."""
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Failures that say nothing about the message: retrying later will succeed."""
+    if isinstance(exc, ConcurrencyError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        # serialization_failure, deadlock_detected, and class 08 (connection exceptions)
+        return sqlstate in {"40001", "40P01"} or str(sqlstate or "").startswith("08")
+    return False
+
+
 class InboxConsumer:
     def __init__(
         self,
@@ -56,7 +70,9 @@ class InboxConsumer:
         *,
         max_attempts: int = 5,
         retry_backoff: float = 0.2,
+        max_backoff: float = 10.0,
         projections: tuple[InlineProjection, ...] = (),
+        fallback: Reaction | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
@@ -64,7 +80,10 @@ class InboxConsumer:
         self.reactions = dict(reactions)
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
+        self.max_backoff = max_backoff
         self.projections = projections
+        #: Runs for event types without a reaction of their own (e.g. types added upstream later).
+        self.fallback = fallback
         self._attempts: dict[tuple[str, int, int], int] = {}
 
     async def handle(self, value: bytes) -> Outcome:
@@ -73,7 +92,7 @@ class InboxConsumer:
             envelope = EventEnvelope.from_bytes(value)
         except ValidationError as exc:
             raise PoisonMessage(f"not an event envelope: {exc.error_count()} error(s)") from exc
-        reaction = self.reactions.get(envelope.event_type)
+        reaction = self.reactions.get(envelope.event_type, self.fallback)
         if reaction is None:
             return Outcome.SKIPPED
         uow = UnitOfWork(
@@ -117,6 +136,8 @@ class InboxConsumer:
         return subscriber
 
     async def _deliver(self, broker: KafkaBroker, msg: KafkaMessage) -> None:
+        """Every path ends in exactly one ack (offset moves on) or nack (seek back, redeliver):
+        returning without either would let the next message's commit skip this one."""
         record = msg.raw_message
         assert not isinstance(record, tuple)
         key = (record.topic, record.partition, record.offset)
@@ -125,8 +146,22 @@ class InboxConsumer:
         except Exception as exc:
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
+            if is_transient(exc):
+                # The database or the network, not the message: wait it out, never dead-letter.
+                log.warning("%s: transient %s at %s[%d]@%d; retrying", self.name, type(exc).__name__, *key)
+                await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** min(attempts, 10)))
+                await msg.nack()
+                return
             if isinstance(exc, PoisonMessage) or attempts >= self.max_attempts:
-                await self._dead_letter(broker, record, exc, attempts)
+                try:
+                    await self._dead_letter(broker, record, exc, attempts)
+                except Exception as dlq_exc:
+                    log.error(
+                        "%s: dead-letter publish failed (%s); will retry", self.name, type(dlq_exc).__name__
+                    )
+                    await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** min(attempts, 10)))
+                    await msg.nack()
+                    return
                 self._attempts.pop(key, None)
                 OUTCOMES.labels(self.name, Outcome.DEAD_LETTERED).inc()
                 await msg.ack()

@@ -26,11 +26,17 @@ async def rebuild(
 ) -> int:
     """Empty the projection's tables and replay every stored event, in one transaction.
 
-    One transaction means one snapshot: readers see the old model until the new one commits,
-    and no event can slip between the reads. Returns the number of events replayed.
+    One REPEATABLE READ transaction means one snapshot: readers see the old model until the new
+    one commits, and no event can slip between the chunks. Returns the number of events replayed.
     """
     replayed = 0
-    async with engine.begin() as conn:
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        await conn.begin()
+        # Writers that would update these tables inline wait until the rebuild commits, so none
+        # of their updates is deleted here and then missed by a snapshot taken before them.
+        names = ", ".join(f'"{t.name}"' for t in projection.tables)
+        await conn.execute(sa.text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
         for table in reversed(projection.tables):
             await conn.execute(sa.delete(table))
         position = 0
@@ -42,4 +48,5 @@ async def rebuild(
                 await projection.apply(conn, stored.envelope)
             position = chunk[-1].position
             replayed += len(chunk)
+        await conn.commit()
     return replayed

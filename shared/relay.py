@@ -190,7 +190,11 @@ class OutboxRelay:
                 LEADER.labels(self.topic).set(0)
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
+                try:
                     await raw.execute("SELECT pg_advisory_unlock(hashtext($1))", self.topic)
+                except Exception:
+                    # Never hand a connection that may still hold the lock back to the pool.
+                    await conn.invalidate()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.auth import Principal, TokenAuthority
 from shared.crypto import FieldCipher
@@ -68,6 +69,7 @@ class ServiceRuntime:
             pool_size=10,
             max_overflow=10,
             pool_recycle=1800,
+            hide_parameters=True,  # error messages (and so logs) never carry bound values
         )
         self.store = EventStore(self.name, self.registry)
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
@@ -81,6 +83,8 @@ class ServiceRuntime:
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._kafka_ok = False
+        self._kafka_checked_at = float("-inf")
         self.broker_started = False
 
     def uow(
@@ -152,8 +156,28 @@ class ServiceRuntime:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             checks["database"] = True
-        checks["kafka"] = self.relay.ready.is_set() if self.run_relay else self.broker_started
+        checks["kafka"] = await self._kafka_reachable()
         return checks
+
+    async def _kafka_reachable(self) -> bool:
+        """Broker metadata answers (cached 5 s). Not "is relay leader": every replica is ready."""
+        now = asyncio.get_running_loop().time()
+        if now - self._kafka_checked_at < 5:
+            return self._kafka_ok
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=3000
+        )
+        try:
+            await asyncio.wait_for(admin.start(), timeout=3)
+            await asyncio.wait_for(admin.list_topics(), timeout=3)
+            self._kafka_ok = True
+        except Exception:
+            self._kafka_ok = False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        self._kafka_checked_at = now
+        return self._kafka_ok
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -230,7 +254,7 @@ class ServiceRuntime:
                 "Idempotency-Key is too long",
                 errors=[{"field": "Idempotency-Key", "message": "max 200 chars"}],
             )
-        scope = f"{principal.role}:{request.method}:{request.url.path}"
+        scope = f"{principal.subject}:{request.method}:{request.url.path}"
         payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -239,6 +263,14 @@ class ServiceRuntime:
             return stored
 
         async def work_and_remember(uow: UnitOfWork) -> dict[str, Any]:
+            # Serialise requests with this key: a concurrent retry waits here, then finds the
+            # first answer instead of running the command again (and being refused by the domain).
+            await uow.conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{scope}|{key}"}
+            )
+            replay = await self._stored_answer(scope, key, digest, conn=uow.conn)
+            if replay is not None:
+                raise _Replay(replay)
             result = await work(uow)
             await uow.conn.execute(
                 pg_insert(idempotency_keys).values(
@@ -249,6 +281,8 @@ class ServiceRuntime:
 
         try:
             result = await retrying(lambda: self.uow(cid), work_and_remember)
+        except _Replay as replay:
+            return replay.response
         except IntegrityError:
             stored = await self._stored_answer(scope, key, digest)
             if stored is None:
@@ -256,19 +290,17 @@ class ServiceRuntime:
             return stored
         return JSONResponse(result, status_code=status_code)
 
-    async def _stored_answer(self, scope: str, key: str, digest: str) -> JSONResponse | None:
-        async with self.engine.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        sa.select(idempotency_keys).where(
-                            idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+    async def _stored_answer(
+        self, scope: str, key: str, digest: str, *, conn: AsyncConnection | None = None
+    ) -> JSONResponse | None:
+        query = sa.select(idempotency_keys).where(
+            idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+        )
+        if conn is not None:
+            row = (await conn.execute(query)).mappings().first()
+        else:
+            async with self.engine.connect() as own:
+                row = (await own.execute(query)).mappings().first()
         if row is None:
             return None
         if row["request_hash"] != digest:
@@ -282,6 +314,14 @@ class ServiceRuntime:
         return JSONResponse(
             row["body"], status_code=row["status_code"], headers={"Idempotent-Replayed": "true"}
         )
+
+
+class _Replay(Exception):
+    """The key was answered while this request waited for it: return that answer."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__("idempotent replay")
+        self.response = response
 
 
 def configure_logging(level: str) -> None:

@@ -31,7 +31,9 @@ def build_runtime(settings: ClaimsSettings | None = None) -> ServiceRuntime:
         projections=(apply_own,),
     )
     reactions = {t.event_type: handlers.on_membership_event for t in membership.registry.types()}
-    runtime.subscribe(runtime.consumer("coverage", reactions), settings.membership_topic)
+    coverage = runtime.consumer("coverage", reactions)
+    coverage.fallback = handlers.on_membership_event  # unknown (newer) types still advance versions
+    runtime.subscribe(coverage, settings.membership_topic)
     return runtime
 
 

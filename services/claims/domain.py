@@ -75,7 +75,8 @@ class MemberCoverage:
     enrollments: tuple[EnrollmentFact, ...] = ()
 
     def in_service_on(self, day: date) -> bool:
-        return self.joined_on <= day and (self.left_on is None or day < self.left_on)
+        # The day of leaving is still a day of membership (membership's rule, one for both).
+        return self.joined_on <= day and (self.left_on is None or day <= self.left_on)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,13 @@ def required_documents(
 
 
 def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[str, Plan]) -> EntitlementCheck:
-    """Every claim this injury entitles the member to, with the reasons for what it does not."""
+    """Every claim this injury entitles the member to, with the reasons for what it does not.
+
+    Driven by the catalogue: every plan whose ``claim_kind`` is ``injury`` is considered. A paid
+    plan opens one claim per enrolment covering the day (work-related or not); a card plan opens
+    one claim if a Jing card was active that day and the injury was not work-related. A plan's
+    ``active`` flag only closes it to *new* enrolments; cover already bought still pays.
+    """
     day = injury.occurred_on
     if coverage is None:
         return EntitlementCheck((), ("member_unknown: no membership record for this member",))
@@ -148,44 +155,40 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
     docs = required_documents(
         ClaimKind.INJURY, traffic_accident=injury.traffic_accident, severity=injury.severity
     )
-
-    accident = [e for e in coverage.enrollments if e.plan_code == ACCIDENT_PLAN]
-    covering = [e for e in accident if e.covers(day)]
-    if not plans.get(ACCIDENT_PLAN, _INACTIVE).active:
-        reasons.append(f"plan_inactive: {ACCIDENT_PLAN} is not offered")
-    elif covering:
-        for e in sorted(covering, key=lambda e: str(e.enrollment_id)):
+    for plan in sorted((p for p in plans.values() if p.claim_kind is ClaimKind.INJURY), key=lambda p: p.code):
+        if plan.benefit is Benefit.PAID:
+            mine = [e for e in coverage.enrollments if e.plan_code == plan.code]
+            covering = sorted((e for e in mine if e.covers(day)), key=lambda e: str(e.enrollment_id))
+            for e in covering:
+                found.append(
+                    Entitlement(
+                        claim_id_for(injury.report_id, plan.code, e.enrollment_id),
+                        plan.code,
+                        Benefit.PAID,
+                        e.enrollment_id,
+                        docs,
+                    )
+                )
+            if covering:
+                reasons.append(f"covered: {len(covering)} {plan.code} enrolment(s) cover {day}")
+            elif mine:
+                reasons.append(f"not_covered_on_date: no {plan.code} enrolment covers {day}")
+            else:
+                reasons.append(f"no_enrollment: no {plan.code} enrolment")
+            continue
+        card = next((c for c in coverage.cards if c.active_on(day)), None)
+        if card is None:
+            reasons.append(f"no_active_card: no active Jing card on {day}")
+        elif injury.work_related:
+            reasons.append(f"work_related: {plan.code} covers non-work accidents only")
+        else:
             found.append(
                 Entitlement(
-                    claim_id_for(injury.report_id, ACCIDENT_PLAN, e.enrollment_id),
-                    ACCIDENT_PLAN,
-                    Benefit.PAID,
-                    e.enrollment_id,
-                    docs,
+                    claim_id_for(injury.report_id, plan.code, None), plan.code, Benefit.CARD, None, docs
                 )
             )
-        reasons.append(f"covered: {len(covering)} {ACCIDENT_PLAN} enrolment(s) cover {day}")
-    elif accident:
-        reasons.append(f"not_covered_on_date: no {ACCIDENT_PLAN} enrolment covers {day}")
-    else:
-        reasons.append(f"no_enrollment: no {ACCIDENT_PLAN} enrolment")
-
-    card = next((c for c in coverage.cards if c.active_on(day)), None)
-    if not plans.get(CARD_PLAN, _INACTIVE).active:
-        reasons.append(f"plan_inactive: {CARD_PLAN} is not offered")
-    elif card is None:
-        reasons.append(f"no_active_card: no active Jing card on {day}")
-    elif injury.work_related:
-        reasons.append(f"work_related: {CARD_PLAN} covers non-work accidents only")
-    else:
-        found.append(
-            Entitlement(claim_id_for(injury.report_id, CARD_PLAN, None), CARD_PLAN, Benefit.CARD, None, docs)
-        )
-        reasons.append(f"covered: Jing card *{card.card_last4} active on {day}")
+            reasons.append(f"covered: Jing card *{card.card_last4} active on {day}")
     return EntitlementCheck(tuple(found), tuple(reasons))
-
-
-_INACTIVE = Plan(code="inactive", name="-", benefit=Benefit.PAID, claim_kind=ClaimKind.INJURY, active=False)
 
 
 # --- benefit limits ----------------------------------------------------------------------------
@@ -201,9 +204,10 @@ def benefit_limit(plan: Plan, shares: int, starts_on: date | None, incident_on: 
     """The most this claim may pay. Waiting periods count days since the coverage started."""
     if starts_on is not None and plan.waiting_days:
         days = (incident_on - starts_on).days
-        if days < plan.waiting_days:
+        # "diagnosed within 30 days of the start: nothing; 30-60 days: 500 CNY; over 60: full"
+        if days <= plan.waiting_days:
             return BenefitLimit(Decimal(0), f"waiting_period: day {days} of {plan.waiting_days}")
-        if days < plan.reduced_benefit_until_days and plan.reduced_benefit_amount is not None:
+        if days <= plan.reduced_benefit_until_days and plan.reduced_benefit_amount is not None:
             return BenefitLimit(
                 plan.reduced_benefit_amount,
                 f"reduced_benefit: day {days} < {plan.reduced_benefit_until_days}",

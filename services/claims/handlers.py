@@ -37,15 +37,33 @@ def today() -> date:
 
 
 async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
-    """The one reaction to membership events: keep coverage, then decide what may now be decided."""
+    """The one reaction to membership events: keep coverage, then decide what may now be decided.
+
+    Everything about one member is serialised by a transaction-scoped lock on the member id: a
+    report parked by one consumer and the member event that would release it, handled by another
+    at the same moment, would otherwise both miss each other's uncommitted rows.
+    """
+    raw_member = envelope.data.get("member_id")
+    member_id = uuid.UUID(str(raw_member)) if raw_member else None
+    if member_id is not None:
+        await uow.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:m))"), {"m": str(member_id)})
+    if envelope.event_type not in m.registry:
+        # A type added upstream after this release: nothing to apply, but it is still a version
+        # of the member's stream, and reports may be waiting for exactly that version.
+        if member_id is not None and envelope.aggregate_type == "Member":
+            await _advance(uow, member_id, envelope.aggregate_version)
+        return
     event = m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
     await apply_membership_event(uow.conn, event)
-    member_id = getattr(event, "member_id", None)
     if isinstance(event, m.InjuryReported):
         await on_injury_reported(uow, event, envelope)
     elif member_id is not None and envelope.aggregate_id == str(member_id):
-        seen = await note_member_version(uow.conn, member_id, envelope.aggregate_version)
-        await decide_pending_reports(uow, member_id, seen)
+        await _advance(uow, member_id, envelope.aggregate_version)
+
+
+async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:
+    seen = await note_member_version(uow.conn, member_id, version)
+    await decide_pending_reports(uow, member_id, seen)
 
 
 async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:

@@ -135,11 +135,15 @@ def claims_settings(
 
 @contextlib.asynccontextmanager
 async def running_claims(
-    settings: ClaimsSettings, *, group_suffix: str = ""
+    settings: ClaimsSettings, *, group_suffix: str = "", inbox_name: str | None = None
 ) -> AsyncIterator[tuple[ServiceRuntime, FastAPI, httpx.AsyncClient]]:
+    """``group_suffix``: a fresh consumer group replays the topic from offset 0; ``inbox_name``: a
+    fresh inbox forgets what was processed (as after losing the inbox table)."""
     runtime = build_runtime(settings)
     for sub in runtime.subscriptions:
-        sub.group_id += group_suffix  # a fresh group replays the topic from offset 0
+        sub.group_id += group_suffix
+        if inbox_name:
+            sub.consumer.name = inbox_name
     app = runtime.http_app([router], title="claims under test")
     async with (
         app.router.lifespan_context(app),

@@ -9,7 +9,10 @@ from datetime import date
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from shared.contracts import membership as m
+from shared.contracts.common import Gender
 from tests.integration.claims.conftest import STAFF, ClaimsUnderTest, running_claims
 from tests.kafka_support import eventually, read_topic
 
@@ -117,7 +120,7 @@ async def test_neither_card_nor_enrolment_publishes_no_coverage_found_with_reaso
     assert [r.split(":")[0] for r in event["data"]["reasons"]] == ["no_enrollment", "no_active_card"]
 
 
-async def test_report_delivered_three_times_and_topic_replayed_twice_still_two_claims(
+async def test_report_delivered_three_times_and_topic_replayed_still_two_claims(
     claims: ClaimsUnderTest,
 ) -> None:
     f, member = claims.feed, uuid.uuid4()
@@ -126,28 +129,27 @@ async def test_report_delivered_three_times_and_topic_replayed_twice_still_two_c
     await f.send(report, report, report)
     await settled(claims, report.aggregate_id)
 
-    # Two more consumers, each in a fresh group, replay the whole topic from offset 0 at the same
-    # time, into the same database: a rebalance race and a replay at once.
+    # Three more consumers replay the whole topic from offset 0 at the same time, into the same
+    # database: one with the same inbox (the inbox dedupes), and two racing each other with inboxes
+    # of their own, as if the inbox were lost: only the derived claim ids stand between them and
+    # a second pair of claims.
     async with (
-        running_claims(claims.settings, group_suffix=".replay-a") as (rt_a, _, _),
-        running_claims(claims.settings, group_suffix=".replay-b") as (rt_b, _, _),
+        running_claims(claims.settings, group_suffix=".replay-a"),
+        running_claims(claims.settings, group_suffix=".replay-b", inbox_name="coverage-b"),
+        running_claims(claims.settings, group_suffix=".replay-c", inbox_name="coverage-c"),
     ):
         marker = f.joined(uuid.uuid4())
         await f.send(marker)
 
-        async def both_caught_up() -> bool:
+        async def all_caught_up() -> bool:
             async with claims.runtime.engine.connect() as conn:
-                import sqlalchemy as sa
-
                 n = await conn.scalar(
-                    sa.text("SELECT count(*) FROM coverage_members WHERE member_id = :m"),
-                    {"m": marker.aggregate_id},
+                    sa.text("SELECT count(DISTINCT consumer) FROM inbox WHERE event_id = :e"),
+                    {"e": marker.event_id},
                 )
-            return bool(n)
+            return n == 3  # "coverage" (the service's and replay-a's, one inbox), coverage-b, coverage-c
 
-        await eventually(both_caught_up, timeout=30)
-        await asyncio.sleep(1.0)  # let any stray duplicate work land before counting
-    assert rt_a is not rt_b
+        await eventually(all_caught_up, timeout=60)
     assert len(await claims_of(claims, report.aggregate_id)) == 2
     filed = [
         r
@@ -155,6 +157,34 @@ async def test_report_delivered_three_times_and_topic_replayed_twice_still_two_c
         if r.headers["event_type"] == b"ClaimFiled"
     ]
     assert len(filed) == 2, "each claim filed once on Kafka"
+
+
+async def test_a_member_event_of_a_type_unknown_to_this_release_still_releases_a_waiting_report(
+    claims: ClaimsUnderTest,
+) -> None:
+    f, member = claims.feed, uuid.uuid4()
+    joined, card = f.joined(member), f.card(member)
+    newer = f.envelope(
+        "Member",
+        member,
+        m.MemberJoined(  # stands in for a type added upstream later
+            member_id=member,
+            union_id=uuid.uuid4(),
+            full_name="x",
+            gender=Gender.MALE,
+            birth_date=date(1980, 1, 1),
+            joined_on=date(2012, 5, 1),
+        ),
+    )
+    newer = newer.model_copy(
+        update={"event_type": "MemberNicknameChanged", "data": {"member_id": str(member)}}
+    )
+    report = f.injury(member, AUG_2)  # made at member version 3
+    await f.send(joined, card, report)
+    await settled(claims, report.aggregate_id, "pending_coverage")
+    await f.send(newer)
+    opened = (await settled(claims, report.aggregate_id))["claims"]
+    assert [c["plan_code"] for c in opened] == ["card_non_work_accident"]
 
 
 async def test_injury_report_arriving_before_the_enrolment_events_still_opens_both_claims(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -212,3 +213,37 @@ async def test_entitlements_view_explains_what_a_member_could_claim(claims: Clai
     body = await eventually(view)
     assert body["entitlements"] == []
     assert any(r.startswith("no_enrollment") for r in body["reasons"])
+
+
+async def test_concurrent_retries_with_one_idempotency_key_all_get_the_first_answer(
+    claims: ClaimsUnderTest,
+) -> None:
+    cid = (await opened_claims(claims))["card_non_work_accident"]["claim_id"]
+    body = {"documents": ["id_copy", "card_copy"]}
+    answers = await asyncio.gather(
+        *(post(claims, f"/v1/claims/{cid}/documents", body, **{"Idempotency-Key": "same"}) for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.json() == answers[0].json() for a in answers)
+    history = (await claims.http.get(f"/v1/claims/{cid}", headers=STAFF)).json()["history"]
+    assert [h["event_type"] for h in history].count("ClaimDocumentsReceived") == 1
+
+
+async def test_an_id_of_another_kind_of_record_is_not_found_not_a_500(claims: ClaimsUnderTest) -> None:
+    f, member = claims.feed, uuid.uuid4()
+    await f.send(f.joined(member))
+    report = f.injury(member, AUG_2)  # no cover: the report's decision stream is named by its id
+    await f.send(report)
+
+    async def decided() -> bool:
+        r = await claims.http.get(f"/v1/reports/{report.aggregate_id}", headers=STAFF)
+        return r.status_code == 200 and r.json()["state"] == "no_coverage"
+
+    await eventually(decided)
+    for action, body in (
+        ("approve", {"amount": "10"}),
+        ("pay", {}),
+        ("documents", {"documents": ["id_copy"]}),
+    ):
+        r = await post(claims, f"/v1/claims/{report.aggregate_id}/{action}", body)
+        assert r.status_code == 404, (action, r.text)

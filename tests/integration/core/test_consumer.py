@@ -152,3 +152,37 @@ async def test_unknown_event_types_and_fields_are_tolerated(
 
 async def tally_is(engine: AsyncEngine, stream: str, expected: int) -> bool:
     return await tally(engine, stream) == expected
+
+
+async def test_transient_failures_are_retried_past_max_attempts_not_dead_lettered(
+    engine: AsyncEngine, kafka: str, topic: str
+) -> None:
+    """A database blip says nothing about the message: it must be waited out, not dead-lettered."""
+    await ensure_topics(kafka, [topic, dlq_topic(topic)], partitions=1)
+    failures = {"left": 6}
+
+    async def flaky(uow: UnitOfWork, env: EventEnvelope) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ConnectionResetError("database went away")
+        await add_to_tally(uow, env)
+
+    consumer = InboxConsumer(
+        "flaky",
+        engine,
+        EventStore("downstream", registry),
+        {"Counted": flaky},
+        max_attempts=2,
+        retry_backoff=0.01,
+        max_backoff=0.05,
+    )
+    broker = KafkaBroker(kafka)
+    consumer.attach(broker, topic, group_id=f"g-{uuid.uuid4()}")
+    await publish(kafka, topic, [envelope("t", 1, 9)])
+    await broker.start()
+    try:
+        await eventually(lambda: tally_is(engine, "t", 9))
+    finally:
+        await broker.stop()
+    assert failures["left"] == 0
+    assert await read_topic(kafka, dlq_topic(topic), expect=1, timeout=2) == []

@@ -118,9 +118,26 @@ def test_unknown_or_former_member_gets_nothing_with_a_reason() -> None:
     assert domain.entitlements(injury(), left, PLANS).reasons[0].startswith("not_a_member_on_date")
 
 
-def test_an_inactive_plan_in_the_catalogue_is_not_offered() -> None:
-    plans = {**PLANS, CARD_PLAN: PLANS[CARD_PLAN].model_copy(update={"active": False})}
-    assert plans_of(domain.entitlements(injury(), coverage(), plans)) == []
+def test_closing_a_plan_to_new_enrolments_does_not_take_existing_cover_away() -> None:
+    closed = {code: p.model_copy(update={"active": False}) for code, p in PLANS.items()}
+    check = domain.entitlements(injury(), coverage(enrollments=(accident(),)), closed)
+    assert plans_of(check) == [ACCIDENT_PLAN, CARD_PLAN]
+
+
+def test_an_injury_plan_added_to_the_catalogue_opens_claims_by_itself() -> None:
+    extra = PLANS[ACCIDENT_PLAN].model_copy(update={"code": "commuting_accident"})
+    enrolment = EnrollmentFact(uuid.uuid4(), "commuting_accident", 1, date(2016, 1, 1), date(2016, 12, 31))
+    check = domain.entitlements(
+        injury(), coverage(card=False, enrollments=(enrolment,)), {**PLANS, extra.code: extra}
+    )
+    assert plans_of(check) == ["commuting_accident"]
+    assert any(r.startswith("no_enrollment: no accident_injury") for r in check.reasons)
+
+
+def test_the_day_of_leaving_is_still_covered_the_day_after_is_not() -> None:
+    left = coverage(enrollments=(accident(),), left_on=AUG_2)
+    assert plans_of(domain.entitlements(injury(AUG_2), left, PLANS)) == [ACCIDENT_PLAN, CARD_PLAN]
+    assert domain.entitlements(injury(date(2016, 8, 3)), left, PLANS).entitlements == ()
 
 
 def test_claim_ids_are_derived_so_a_redelivered_report_names_the_same_claims() -> None:
@@ -160,13 +177,13 @@ START = date(2016, 1, 1)
     ("day", "limit"),
     [
         (date(2016, 1, 20), Decimal(0)),
-        (date(2016, 1, 31), Decimal(500)),
-        (date(2016, 2, 29), Decimal(500)),
-        (date(2016, 3, 1), Decimal(30000)),
+        (date(2016, 1, 31), Decimal(0)),  # day 30: still within the 30 days
+        (date(2016, 2, 1), Decimal(500)),  # day 31
+        (date(2016, 3, 1), Decimal(500)),  # day 60
+        (date(2016, 3, 2), Decimal(30000)),  # day 61: full benefit, 15,000 x 2 shares
     ],
 )
 def test_female_special_disease_waiting_period(day: date, limit: Decimal) -> None:
-    # day 19: nothing; days 30..59: 500 CNY condolence; day 60 on: 15,000 per share (2 shares)
     assert domain.benefit_limit(FEMALE, 2, START, day).amount == limit
 
 
