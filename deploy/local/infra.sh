@@ -107,7 +107,8 @@ fetch_kafka() {
   cp "$here/kafka/pom.xml" "$kafka_home/pom.xml"
   rm -rf "$kafka_home/lib"
   (cd "$kafka_home" && mvn -B -q -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$kafka_home/lib" -Dkafka.version=$kafka_version) >&2
+      -DincludeScope=runtime -DoutputDirectory="$kafka_home/lib" -Dkafka.version=$kafka_version) \
+      >"$kafka_home/maven.log" 2>&1 || { log "Maven failed; last lines of $kafka_home/maven.log:"; tail -30 "$kafka_home/maven.log" >&2; exit 1; }
   touch "$kafka_home/lib/.complete"
 }
 
