@@ -200,7 +200,8 @@ class EventStore:
             if version < current:
                 data = self.registry.upcast(event_type, version, data)
                 version = current
-        return EventEnvelope(
+        # Rows come from our own table, already typed by the driver: no need to validate again.
+        return EventEnvelope.model_construct(
             event_id=row["event_id"],
             event_type=event_type,
             schema_version=version,
