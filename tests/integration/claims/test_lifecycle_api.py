@@ -247,3 +247,27 @@ async def test_an_id_of_another_kind_of_record_is_not_found_not_a_500(claims: Cl
     ):
         r = await post(claims, f"/v1/claims/{report.aggregate_id}/{action}", body)
         assert r.status_code == 404, (action, r.text)
+
+
+async def test_staff_views_by_status_and_yearly_counts_per_plan(claims: ClaimsUnderTest) -> None:
+    opened = await opened_claims(claims)
+    card = opened["card_non_work_accident"]["claim_id"]
+    member = opened["card_non_work_accident"]["member_id"]
+    await post(claims, f"/v1/claims/{card}/reject", {"reason_code": "duplicate"})
+
+    by_status = await claims.http.get(
+        "/v1/claims", params={"member_id": member, "status": "rejected"}, headers=STAFF
+    )
+    assert [c["claim_id"] for c in by_status.json()["items"]] == [card]
+    by_member = await claims.http.get("/v1/claims", params={"member_id": member}, headers=STAFF)
+    assert len(by_member.json()["items"]) == 2
+
+    stats = (await claims.http.get("/v1/statistics/claims", params={"year": 2016}, headers=STAFF)).json()
+    plans = {p["plan_code"]: p for p in stats["plans"]}
+    assert plans["card_non_work_accident"]["by_status"] == {"rejected": 1}  # a fresh database per test
+    assert plans["accident_injury"]["by_status"] == {"filed": 1} and plans["accident_injury"]["claims"] == 1
+    empty = (await claims.http.get("/v1/statistics/claims", params={"year": 2015}, headers=STAFF)).json()
+    assert empty["plans"] == []
+    assert (
+        await claims.http.get("/v1/statistics/claims", params={"year": 1800}, headers=STAFF)
+    ).status_code == 422
