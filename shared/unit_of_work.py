@@ -76,9 +76,9 @@ class UnitOfWork:
     async def load(self, cls: type[A], aggregate_id: str) -> A:
         history = await self.store.read_stream(self.conn, aggregate_id)
         if history and history[0].aggregate_type != cls.stream_type:
-            # An id of another kind of thing (a union's id given as a member's): not found,
-            # rather than events of one aggregate folded into another.
-            raise NotFound(f"{cls.stream_type} {aggregate_id} not found")
+            # An id of another kind of thing (a union's id given as a member's): to this type it
+            # does not exist, rather than having another aggregate's events folded into it.
+            return cls(aggregate_id)
         return cls.rehydrate(aggregate_id, (self.store.decode(e) for e in history))
 
     async def get(self, cls: type[A], aggregate_id: str, what: str) -> A:

@@ -36,6 +36,7 @@ from tests.integration.membership.support import (
     new_member,
     problem_fields,
     published,
+    stored_event_count,
     union_tree,
 )
 from tests.kafka_support import eventually, read_topic
@@ -941,6 +942,42 @@ async def test_migrated_schema_matches_the_table_definitions(service: Service) -
 
     async with service.runtime.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_ids_of_another_kind_of_record_are_unknown_not_misapplied(
+    service: Service, tree: dict[str, str]
+) -> None:
+    """A union's id where a member's is expected (and the reverse) is 'unknown', never a 500
+    and never an event appended to the wrong aggregate's stream."""
+    member = await new_member(service, tree["grassroots"])
+    before = await stored_event_count(service)
+    union_id = tree["grassroots"]
+    card = await post(service, f"/v1/members/{union_id}/card", {"card_number": card_number()})
+    assert card.status_code == 404
+    transfer = await post(service, f"/v1/members/{union_id}/transfer", {"to_union_id": tree["grassroots2"]})
+    assert transfer.status_code == 404
+    as_union = {
+        "union_id": member["member_id"],
+        "full_name": "张三",
+        "gender": "male",
+        "birth_date": "1980-01-01",
+        "national_id": national_id(date(1980, 1, 1)),
+    }
+    assert_problem(await post(service, "/v1/members", as_union), 422, "union_id")
+    assert await stored_event_count(service) == before
+
+
+async def test_concurrent_retries_with_one_idempotency_key_answer_once(
+    service: Service, tree: dict[str, str]
+) -> None:
+    member = await new_member(service, tree["grassroots"], card=True)
+    body = {"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-01-01"}
+    headers = {**STAFF, "Idempotency-Key": str(uuid.uuid4())}
+    answers = await asyncio.gather(
+        *(post(service, f"/v1/members/{member['member_id']}/enrollments", body, headers) for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [201] * 4
+    assert len({a.json()["enrollment_id"] for a in answers}) == 1
 
 
 # --- last: nothing personal ever left the service ---------------------------------------------
