@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.envelope import EventEnvelope
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 Reaction = Callable[[UnitOfWork, EventEnvelope], Awaitable[None]]
 
 OUTCOMES = Counter("consumer_messages_total", "Messages handled", ["consumer", "outcome"])
+RETRIES = Counter("consumer_retries_total", "Messages sought back for another try", ["consumer", "kind"])
 
 
 class Outcome(StrEnum):
@@ -49,14 +51,19 @@ class PoisonMessage(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """Failures that say nothing about the message: retrying later will succeed."""
-    if isinstance(exc, ConcurrencyError | OSError | TimeoutError):
+    if isinstance(exc, ConcurrencyError | OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        # serialization_failure, deadlock_detected, and class 08 (connection exceptions)
-        return sqlstate in {"40001", "40P01"} or str(sqlstate or "").startswith("08")
+        # 40001 serialization failure, 40P01 deadlock, 55P03 lock timeout, 57014 query cancelled,
+        # 57P01-03 server shutting down / starting; classes 08 (connection) and 53 (resources).
+        code = str(sqlstate or "")
+        return code in {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"} or code[:2] in {
+            "08",
+            "53",
+        }
     return False
 
 
@@ -146,7 +153,9 @@ class InboxConsumer:
         except Exception as exc:
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
-            if is_transient(exc):
+            transient = is_transient(exc)
+            RETRIES.labels(self.name, "transient" if transient else "failure").inc()
+            if transient:
                 # The database or the network, not the message: wait it out, never dead-letter.
                 log.warning("%s: transient %s at %s[%d]@%d; retrying", self.name, type(exc).__name__, *key)
                 await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** min(attempts, 10)))

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.locks import LockSpace, xact_lock_sql
 from shared.tables import OUTBOX_NOTIFY_DDL, core_metadata
 
 
@@ -43,7 +44,7 @@ async def upgrade_to_head(script_location: Path, database_url: str) -> None:
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('alembic'))"))
+            await conn.execute(sa.text(xact_lock_sql(LockSpace.MIGRATIONS)), {"name": "alembic"})
 
             def run(sync_conn: sa.engine.Connection) -> None:
                 cfg = alembic_config(script_location, database_url)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.eventstore import EventStore
 from shared.kafka import ensure_topics, reliable_producer
+from shared.locks import LockSpace
 from shared.tables import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,9 @@ class OutboxRelay:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
             while not stop.is_set():
-                got = await raw.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.topic)
+                got = await raw.fetchval(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
+                )
                 if got:
                     break
                 await _sleep_or_stop(stop, self.poll_interval)
@@ -191,7 +194,9 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
                 try:
-                    await raw.execute("SELECT pg_advisory_unlock(hashtext($1))", self.topic)
+                    await raw.execute(
+                        "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
+                    )
                 except Exception:
                     # Never hand a connection that may still hold the lock back to the pool.
                     await conn.invalidate()

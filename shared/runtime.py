@@ -30,6 +30,7 @@ from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer
 from shared.kafka import ensure_topics
+from shared.locks import LockSpace, xact_lock_sql
 from shared.migrations import upgrade_to_head
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings
@@ -265,8 +266,10 @@ class ServiceRuntime:
         async def work_and_remember(uow: UnitOfWork) -> dict[str, Any]:
             # Serialise requests with this key: a concurrent retry waits here, then finds the
             # first answer instead of running the command again (and being refused by the domain).
+            # Bounded: a request never waits on this lock longer than a client would on us.
+            await uow.conn.execute(sa.text("SET LOCAL lock_timeout = '15s'"))
             await uow.conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{scope}|{key}"}
+                sa.text(xact_lock_sql(LockSpace.IDEMPOTENCY_KEY)), {"name": f"{scope}|{key}"}
             )
             replay = await self._stored_answer(scope, key, digest, conn=uow.conn)
             if replay is not None:

@@ -113,17 +113,20 @@ async def retrying(
 ) -> T:
     """Run ``work`` in a fresh unit of work and commit; on a version conflict, reread and retry."""
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             async with make_uow() as uow:
                 result = await work(uow)
+                committing = True
                 await uow.commit()
                 return result
         except ConcurrencyError:
             if attempt == attempts:
                 raise
         except DBAPIError as exc:
-            # A pooled connection that died (database restarted): nothing was committed, so the
-            # command is safe to run again on a fresh connection.
-            if not exc.connection_invalidated or attempt == attempts:
+            # A pooled connection that died (database restarted) before COMMIT was sent: nothing
+            # was committed, so the command is safe to run again. Lost *during* COMMIT, the server
+            # may have committed: running it again could do it twice, so the error goes up.
+            if committing or not exc.connection_invalidated or attempt == attempts:
                 raise
     raise AssertionError("unreachable")

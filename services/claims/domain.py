@@ -210,7 +210,7 @@ def benefit_limit(plan: Plan, shares: int, starts_on: date | None, incident_on: 
         if days <= plan.reduced_benefit_until_days and plan.reduced_benefit_amount is not None:
             return BenefitLimit(
                 plan.reduced_benefit_amount,
-                f"reduced_benefit: day {days} < {plan.reduced_benefit_until_days}",
+                f"reduced_benefit: day {days} <= {plan.reduced_benefit_until_days}",
             )
     limits = []
     if plan.benefit_per_share is not None:

@@ -23,6 +23,7 @@ from shared.aggregate import InvalidInput, NotFound
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
 from shared.envelope import EventEnvelope
+from shared.locks import LockSpace, xact_lock_sql
 from shared.unit_of_work import UnitOfWork
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -43,10 +44,9 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
     report parked by one consumer and the member event that would release it, handled by another
     at the same moment, would otherwise both miss each other's uncommitted rows.
     """
-    raw_member = envelope.data.get("member_id")
-    member_id = uuid.UUID(str(raw_member)) if raw_member else None
+    member_id = _member_in(envelope)
     if member_id is not None:
-        await uow.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:m))"), {"m": str(member_id)})
+        await uow.conn.execute(sa.text(xact_lock_sql(LockSpace.MEMBER)), {"name": str(member_id)})
     if envelope.event_type not in m.registry:
         # A type added upstream after this release: nothing to apply, but it is still a version
         # of the member's stream, and reports may be waiting for exactly that version.
@@ -59,6 +59,18 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
         await on_injury_reported(uow, event, envelope)
     elif member_id is not None and envelope.aggregate_id == str(member_id):
         await _advance(uow, member_id, envelope.aggregate_version)
+
+
+def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
+    """The member an event is about: the stream itself for Member events (whatever their type,
+    known or not), else the payload's member_id."""
+    try:
+        if envelope.aggregate_type == "Member":
+            return uuid.UUID(envelope.aggregate_id)
+        raw = envelope.data.get("member_id")
+        return uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:

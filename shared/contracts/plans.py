@@ -33,12 +33,12 @@ class Plan(BaseModel):
     min_age: int | None = Field(default=None, ge=0)
     max_age: int | None = Field(default=None, ge=0)
     genders: list[Gender] | None = None  # None: everybody
-    waiting_days: int = Field(default=0, ge=0)  # nothing is paid for incidents before this day
-    reduced_benefit_until_days: int = Field(default=0, ge=0)  # a reduced sum until this day
+    waiting_days: int = Field(default=0, ge=0)  # nothing is paid for incidents up to this day
+    reduced_benefit_until_days: int = Field(default=0, ge=0)  # then a reduced sum up to this day
     reduced_benefit_amount: Decimal | None = None
     benefit_per_share: Decimal | None = None  # the most one share can pay on one claim
     max_benefit: Decimal | None = None  # the most one claim can pay, whatever the shares
-    active: bool = True
+    active: bool = True  # open for new enrolments; cover already bought is kept either way
 
 
 D = Decimal

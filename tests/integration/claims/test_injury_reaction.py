@@ -177,7 +177,7 @@ async def test_a_member_event_of_a_type_unknown_to_this_release_still_releases_a
         ),
     )
     newer = newer.model_copy(
-        update={"event_type": "MemberNicknameChanged", "data": {"member_id": str(member)}}
+        update={"event_type": "MemberNicknameChanged", "data": {"nickname": "老王"}}  # no member_id in it
     )
     report = f.injury(member, AUG_2)  # made at member version 3
     await f.send(joined, card, report)

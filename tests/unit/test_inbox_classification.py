@@ -1,0 +1,38 @@
+"""Which consumer failures are waited out (transient) and which count towards the dead-letter topic."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from shared.eventstore import ConcurrencyError
+from shared.inbox import is_transient
+
+
+class DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def db_error(sqlstate: str) -> DBAPIError:
+    return DBAPIError("SELECT 1", None, DriverError(sqlstate))
+
+
+@pytest.mark.parametrize("code", ["40001", "40P01", "55P03", "57014", "57P01", "57P03", "08006", "53300"])
+def test_database_conditions_that_pass_are_transient(code: str) -> None:
+    assert is_transient(db_error(code))
+
+
+@pytest.mark.parametrize("code", ["22P02", "23505", "42703"])
+def test_errors_about_the_data_or_the_code_are_not(code: str) -> None:
+    assert not is_transient(db_error(code))
+    assert not is_transient(IntegrityError("INSERT", None, DriverError(code)))
+
+
+def test_connection_loss_pool_timeout_and_version_conflicts_are_transient() -> None:
+    assert is_transient(ConnectionResetError())
+    assert is_transient(PoolTimeout())
+    assert is_transient(ConcurrencyError("s", 1))
+    assert not is_transient(ValueError("a bug"))
