@@ -8,8 +8,10 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from services.claims.handlers import today
+from services.claims.tables import coverage_enrollments
 from tests.integration.claims.conftest import STAFF, ClaimsUnderTest
 from tests.kafka_support import eventually, read_topic
 
@@ -137,10 +139,14 @@ async def test_illness_claim_obeys_the_female_special_disease_waiting_period(cla
     eid = enrolment.data["enrollment_id"]
 
     async def known() -> bool:
-        r = await claims.http.get(
-            f"/v1/members/{member}/entitlements", params={"on": today().isoformat()}, headers=STAFF
-        )
-        return r.status_code == 200 and bool(r.json()["entitlements"])
+        # The enrolment itself must have reached the coverage model (it is the member's last event).
+        async with claims.runtime.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(coverage_enrollments)
+                .where(coverage_enrollments.c.enrollment_id == uuid.UUID(eid))
+            )
+        return found == 1
 
     await eventually(known)
 
