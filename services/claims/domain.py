@@ -141,8 +141,9 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
 
     Driven by the catalogue: every plan whose ``claim_kind`` is ``injury`` is considered. A paid
     plan opens one claim per enrolment covering the day (work-related or not); a card plan opens
-    one claim if a Jing card was active that day and the injury was not work-related. A plan's
-    ``active`` flag only closes it to *new* enrolments; cover already bought still pays.
+    one claim if a Jing card was active that day and the injury was not work-related. For a paid
+    plan ``active`` only closes it to *new* enrolments (cover already bought still pays); for a
+    card plan, which nobody enrols in, it means the benefit is withdrawn.
     """
     day = injury.occurred_on
     if coverage is None:
@@ -177,7 +178,10 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
                 reasons.append(f"no_enrollment: no {plan.code} enrolment")
             continue
         card = next((c for c in coverage.cards if c.active_on(day)), None)
-        if card is None:
+        if not plan.active:
+            # Nobody enrols in a card benefit, so for it "inactive" can only mean "withdrawn".
+            reasons.append(f"plan_inactive: {plan.code} is no longer offered")
+        elif card is None:
             reasons.append(f"no_active_card: no active Jing card on {day}")
         elif injury.work_related:
             reasons.append(f"work_related: {plan.code} covers non-work accidents only")

@@ -118,10 +118,17 @@ def test_unknown_or_former_member_gets_nothing_with_a_reason() -> None:
     assert domain.entitlements(injury(), left, PLANS).reasons[0].startswith("not_a_member_on_date")
 
 
-def test_closing_a_plan_to_new_enrolments_does_not_take_existing_cover_away() -> None:
-    closed = {code: p.model_copy(update={"active": False}) for code, p in PLANS.items()}
+def test_closing_a_paid_plan_to_new_enrolments_does_not_take_existing_cover_away() -> None:
+    closed = {**PLANS, ACCIDENT_PLAN: PLANS[ACCIDENT_PLAN].model_copy(update={"active": False})}
     check = domain.entitlements(injury(), coverage(enrollments=(accident(),)), closed)
     assert plans_of(check) == [ACCIDENT_PLAN, CARD_PLAN]
+
+
+def test_a_withdrawn_card_benefit_opens_no_card_claim() -> None:
+    withdrawn = {**PLANS, CARD_PLAN: PLANS[CARD_PLAN].model_copy(update={"active": False})}
+    check = domain.entitlements(injury(), coverage(enrollments=(accident(),)), withdrawn)
+    assert plans_of(check) == [ACCIDENT_PLAN]
+    assert any(r.startswith("plan_inactive: card_non_work_accident") for r in check.reasons)
 
 
 def test_an_injury_plan_added_to_the_catalogue_opens_claims_by_itself() -> None:
