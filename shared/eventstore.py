@@ -163,7 +163,8 @@ class EventStore:
         return [StoredEvent(row["position"], self._envelope(row)) for row in result.mappings()]
 
     def as_published(self, row: sa.RowMapping) -> EventEnvelope:
-        """The envelope exactly as stored: the relay publishes what was written, not an upcast."""
+        """The envelope exactly as stored, not upcast: what the relay puts on Kafka (it renders the
+        same fields in SQL; tests and the benchmark compare against this)."""
         return self._envelope(row, upcast=False)
 
     def decode(self, envelope: EventEnvelope) -> DomainEvent:

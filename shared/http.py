@@ -80,7 +80,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             409,
             "Conflict",
             "the record changed while this request ran; try again",
-            code="concurrent_modification",
+            code="concurrent_update",
         )
 
     @app.exception_handler(RequestValidationError)

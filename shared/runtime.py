@@ -86,7 +86,6 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._kafka_ok = False
         self._kafka_checked_at = float("-inf")
-        self.broker_started = False
 
     def uow(
         self, correlation_id: uuid.UUID | None = None, causation_id: uuid.UUID | None = None
@@ -133,7 +132,6 @@ class ServiceRuntime:
                     self.settings.kafka_bootstrap_servers, [s.topic for s in self.subscriptions]
                 )
                 await self.broker.start()
-                self.broker_started = True
                 return
             except Exception as exc:
                 log.warning("consumers: broker not reachable (%s); retrying", type(exc).__name__)

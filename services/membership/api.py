@@ -22,12 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.membership import domain, handlers, views
 from services.membership.vault import InjuryDetails, Vault
-from shared.aggregate import Conflict, NotFound
+from shared.aggregate import NotFound
 from shared.auth import READERS, WRITERS, Principal, Role, require
 from shared.contracts.common import Gender, InjurySeverity
 from shared.contracts.membership import LeaveReason, UnionLevel
 from shared.contracts.plans import Plan
-from shared.eventstore import ConcurrencyError
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -200,14 +199,9 @@ def _fingerprinted(request: Request, body: BaseModel, *secret_fields: str) -> di
 async def _command(
     request: Request, principal: Principal, work: Work, *, status_code: int, body: Any
 ) -> JSONResponse:
-    try:
-        return await _runtime(request).command(request, principal, work, status_code=status_code, body=body)
-    except ConcurrencyError as exc:
-        # runtime.command re-reads and retries a few times; if the stream still moved on, the
-        # caller gets a 409 to retry (DESIGN.md §5), not a 500.
-        raise Conflict(
-            "the record was changed by another request at the same time; retry", code="concurrent_update"
-        ) from exc
+    # A command that still loses the race after runtime.command's retries is answered 409
+    # `concurrent_update` by the shared problem handlers (shared/http.py).
+    return await _runtime(request).command(request, principal, work, status_code=status_code, body=body)
 
 
 def _not_found(what: str, ident: object) -> NotFound:
