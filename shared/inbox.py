@@ -1,33 +1,34 @@
-"""The consumer side: idempotent reactions to upstream events, with attempts and a dead-letter topic.
+"""The consumer side's transaction: a batch of upstream events applied exactly once, in stream order.
 
-For each message, in ONE transaction: record ``(consumer, event_id)`` in the inbox and apply the
-reaction. The Kafka offset is committed only after that commit (faststream ``AckPolicy.MANUAL``):
-a crash in between redelivers, and the inbox turns the redelivery into a no-op.
-A message that keeps failing is copied to ``<topic>.dlq`` and acknowledged, so its partition moves on.
+For a batch of one partition's events, in ONE transaction: take the batch's locks (in one global
+order, so concurrent batches cannot deadlock), record every ``(consumer, event_id)`` in the inbox,
+apply each first-seen event's reaction, and advance the consumer's position in each upstream
+stream. The Kafka offset is committed only after that commit (``shared.consumer``): a crash in
+between redelivers, and the inbox turns the redelivery into a no-op.
+
+Order per aggregate is checked, not assumed. A stream's next event must be exactly one version
+above what this consumer applied; one that arrives early (the relay republished after a partial
+failure, or the event before it was dead-lettered) is *parked* and applied, in order, by the
+transaction that applies the missing version. Nothing is ever applied out of order or skipped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from prometheus_client import Counter
-from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import sqlalchemy as sa
+from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
-from shared.kafka import dlq_topic
-from shared.tables import inbox
+from shared.locks import LockSpace
 from shared.unit_of_work import InlineProjection, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -35,22 +36,106 @@ log = logging.getLogger(__name__)
 Reaction = Callable[[UnitOfWork, EventEnvelope], Awaitable[None]]
 
 OUTCOMES = Counter("consumer_messages_total", "Messages handled", ["consumer", "outcome"])
-RETRIES = Counter("consumer_retries_total", "Messages sought back for another try", ["consumer", "kind"])
+RETRIES = Counter("consumer_retries_total", "Batches or messages tried again", ["consumer", "kind"])
+BATCH_SECONDS = Histogram(
+    "consumer_batch_seconds",
+    "Time to apply one partition's batch in one transaction",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram(
+    "consumer_batch_events",
+    "Events per batch transaction",
+    ["consumer"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
 
 
 class Outcome(StrEnum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
-    SKIPPED = "skipped"  # an event type this consumer does not react to
+    SKIPPED = "skipped"  # an event type this consumer does not react to (its version still counts)
+    PARKED = "parked"  # arrived before an earlier version of its stream; applied when that comes
     DEAD_LETTERED = "dead_lettered"
 
 
 class PoisonMessage(Exception):
-    """The message can never be processed (not an envelope at all): dead-letter it at once."""
+    """The message can never be processed (not an event envelope at all): dead-letter it at once."""
+
+
+class ReactionFailed(Exception):
+    """Applying ``envelopes[index]`` raised ``cause``; the whole batch was rolled back."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"event {index} of the batch failed: {type(cause).__name__}")
+        self.index = index
+        self.cause = cause
+
+
+@dataclass(frozen=True, order=True)
+class Lock:
+    """A transaction-scoped advisory lock a reaction needs before it reads shared state.
+
+    ``exclusive=False`` takes it shared: many batches may hold it together, and one exclusive
+    holder waits for them all (and they for it)."""
+
+    space: LockSpace
+    name: str
+    exclusive: bool = True
+
+
+LockPlan = Callable[[EventEnvelope], Iterable[Lock]]
+
+_LOCKS = sa.text(
+    """
+    SELECT count(*) FROM (
+        SELECT CASE WHEN ex THEN pg_advisory_xact_lock(s, hashtext(n))::text
+                    ELSE pg_advisory_xact_lock_shared(s, hashtext(n))::text END
+        FROM unnest(CAST(:spaces AS int[]), CAST(:names AS text[]), CAST(:exclusive AS bool[]))
+             WITH ORDINALITY AS l(s, n, ex, ord)
+        ORDER BY ord
+    ) taken
+    """
+)
+_FIRST_SEEN = sa.text(
+    """
+    INSERT INTO inbox (consumer, event_id, outcome)
+    SELECT :consumer, id, 'processed' FROM unnest(CAST(:ids AS uuid[])) AS id
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+    """
+)
+_POSITIONS = sa.text(
+    "SELECT stream_id, version FROM consumer_streams "
+    "WHERE consumer = :consumer AND stream_id = ANY(CAST(:streams AS text[]))"
+)
+_PARKED = sa.text(
+    "SELECT stream_id, version FROM consumer_parked "
+    "WHERE consumer = :consumer AND stream_id = ANY(CAST(:streams AS text[]))"
+)
+_PARK = sa.text(
+    "INSERT INTO consumer_parked (consumer, stream_id, version, envelope) "
+    "VALUES (:consumer, :stream, :version, CAST(:envelope AS jsonb)) ON CONFLICT DO NOTHING"
+)
+#: Deleting is what claims a parked event: of two transactions racing to apply it, one gets it.
+_UNPARK = sa.text(
+    "DELETE FROM consumer_parked WHERE consumer = :consumer AND stream_id = :stream AND version = :version "
+    "RETURNING envelope"
+)
+_ADVANCE = sa.text(
+    """
+    INSERT INTO consumer_streams (consumer, stream_id, version)
+    SELECT :consumer, s, v FROM unnest(CAST(:streams AS text[]), CAST(:versions AS int[])) AS p(s, v)
+    ON CONFLICT (consumer, stream_id) DO UPDATE
+        SET version = GREATEST(consumer_streams.version, EXCLUDED.version)
+    """
+)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Failures that say nothing about the message: retrying later will succeed."""
+    if isinstance(exc, ReactionFailed):
+        return is_transient(exc.cause)
     if isinstance(exc, ConcurrencyError | OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError):
@@ -67,7 +152,16 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def decode(value: bytes | None) -> EventEnvelope:
+    try:
+        return EventEnvelope.from_bytes(value or b"")
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise PoisonMessage(f"not an event envelope: {type(exc).__name__}") from exc
+
+
 class InboxConsumer:
+    """Applies batches of one upstream topic's events for one consumer name."""
+
     def __init__(
         self,
         name: str,
@@ -75,146 +169,122 @@ class InboxConsumer:
         store: EventStore,
         reactions: Mapping[str, Reaction],
         *,
-        max_attempts: int = 5,
-        retry_backoff: float = 0.2,
-        max_backoff: float = 10.0,
-        projections: tuple[InlineProjection, ...] = (),
         fallback: Reaction | None = None,
+        projections: tuple[InlineProjection, ...] = (),
+        locks: LockPlan | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
         self.store = store
         self.reactions = dict(reactions)
-        self.max_attempts = max_attempts
-        self.retry_backoff = retry_backoff
-        self.max_backoff = max_backoff
-        self.projections = projections
         #: Runs for event types without a reaction of their own (e.g. types added upstream later).
         self.fallback = fallback
-        self._attempts: dict[tuple[str, int, int], int] = {}
+        self.projections = projections
+        self.locks = locks
 
-    async def handle(self, value: bytes) -> Outcome:
-        """Apply one message exactly once (per consumer name). Raises if the reaction fails."""
-        try:
-            envelope = EventEnvelope.from_bytes(value)
-        except ValidationError as exc:
-            raise PoisonMessage(f"not an event envelope: {exc.error_count()} error(s)") from exc
+    async def apply(self, batch: Sequence[EventEnvelope]) -> list[Outcome]:
+        """Apply ``batch`` (one partition's events, in offset order) in one transaction.
+
+        Returns one outcome per envelope. Raises ``ReactionFailed`` naming the first envelope
+        whose reaction raised; nothing of the batch is then committed."""
+        if not batch:
+            return []
+        started = time.perf_counter()
+        uow = UnitOfWork(self.engine, self.store, projections=self.projections)
+        async with uow:
+            conn = uow.conn
+            await self._take_locks(uow, batch)
+            first_seen = set(
+                (
+                    await conn.execute(
+                        _FIRST_SEEN,
+                        {"consumer": self.name, "ids": list(dict.fromkeys(e.event_id for e in batch))},
+                    )
+                ).scalars()
+            )
+            streams = list(dict.fromkeys(e.aggregate_id for e in batch))
+            args = {"consumer": self.name, "streams": streams}
+            position = {s: v for s, v in (await conn.execute(_POSITIONS, args)).all()}
+            parked = {(s, v) for s, v in (await conn.execute(_PARKED, args)).all()}
+            advanced: dict[str, int] = {}
+            outcomes: list[Outcome] = []
+            for index, envelope in enumerate(batch):
+                if envelope.event_id not in first_seen:
+                    outcomes.append(Outcome.DUPLICATE)
+                    continue
+                first_seen.discard(envelope.event_id)  # the same event twice in one batch
+                stream, version = envelope.aggregate_id, envelope.aggregate_version
+                applied = position.get(stream, 0)
+                if version <= applied:
+                    outcomes.append(Outcome.DUPLICATE)  # the same version under another event id
+                    continue
+                if version > applied + 1:
+                    await conn.execute(
+                        _PARK,
+                        {
+                            "consumer": self.name,
+                            "stream": stream,
+                            "version": version,
+                            "envelope": envelope.model_dump_json(),
+                        },
+                    )
+                    parked.add((stream, version))
+                    outcomes.append(Outcome.PARKED)
+                    log.warning(
+                        "%s: %s v%d parked: v%d not applied yet", self.name, stream, version, applied + 1
+                    )
+                    continue
+                try:
+                    outcomes.append(await self._react(uow, envelope))
+                    position[stream] = advanced[stream] = version
+                    while (stream, position[stream] + 1) in parked:
+                        nxt = position[stream] + 1
+                        parked.discard((stream, nxt))
+                        row = await conn.scalar(
+                            _UNPARK, {"consumer": self.name, "stream": stream, "version": nxt}
+                        )
+                        if row is None:  # another transaction applied it
+                            break
+                        await self._react(uow, EventEnvelope.model_validate(row))
+                        OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
+                        position[stream] = advanced[stream] = nxt
+                except Exception as exc:
+                    raise ReactionFailed(index, exc) from exc
+            if advanced:
+                await conn.execute(
+                    _ADVANCE,
+                    {"consumer": self.name, "streams": list(advanced), "versions": list(advanced.values())},
+                )
+            await uow.commit()
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        BATCH_SIZE.labels(self.name).observe(len(batch))
+        return outcomes
+
+    async def _react(self, uow: UnitOfWork, envelope: EventEnvelope) -> Outcome:
         reaction = self.reactions.get(envelope.event_type, self.fallback)
         if reaction is None:
             return Outcome.SKIPPED
-        uow = UnitOfWork(
-            self.engine,
-            self.store,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-            projections=self.projections,
-        )
-        async with uow:
-            first_time = await uow.conn.scalar(
-                pg_insert(inbox)
-                .values(consumer=self.name, event_id=envelope.event_id, outcome=Outcome.PROCESSED)
-                .on_conflict_do_nothing()
-                .returning(inbox.c.event_id)
-            )
-            if first_time is None:
-                return Outcome.DUPLICATE
-            await reaction(uow, envelope)
-            await uow.commit()
+        # What the reaction appends belongs to the upstream event's flow and is caused by it.
+        uow.correlation_id, uow.causation_id = envelope.correlation_id, envelope.event_id
+        await reaction(uow, envelope)
         return Outcome.PROCESSED
 
-    def attach(self, broker: KafkaBroker, topic: str, *, group_id: str) -> Any:
-        """Subscribe on ``broker``: manual acks, offset committed after the database commit."""
-
-        subscriber = broker.subscriber(
-            topic,
-            group_id=group_id,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset="earliest",
-            # Hand our code the raw bytes: a body faststream failed to decode would otherwise
-            # raise before our handler, be neither acked nor dead-lettered, and be skipped by
-            # the next offset commit.
-            decoder=_raw_bytes,
-        )
-
-        @subscriber
-        async def on_message(body: bytes, msg: KafkaMessage) -> None:
-            await self._deliver(broker, msg)
-
-        return subscriber
-
-    async def _deliver(self, broker: KafkaBroker, msg: KafkaMessage) -> None:
-        """Every path ends in exactly one ack (offset moves on) or nack (seek back, redeliver):
-        returning without either would let the next message's commit skip this one."""
-        record = msg.raw_message
-        assert not isinstance(record, tuple)
-        key = (record.topic, record.partition, record.offset)
-        try:
-            outcome = await self.handle(record.value or b"")
-        except Exception as exc:
-            attempts = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempts
-            transient = is_transient(exc)
-            RETRIES.labels(self.name, "transient" if transient else "failure").inc()
-            if transient:
-                # The database or the network, not the message: wait it out, never dead-letter.
-                log.warning("%s: transient %s at %s[%d]@%d; retrying", self.name, type(exc).__name__, *key)
-                await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** min(attempts, 10)))
-                await msg.nack()
-                return
-            if isinstance(exc, PoisonMessage) or attempts >= self.max_attempts:
-                try:
-                    await self._dead_letter(broker, record, exc, attempts)
-                except Exception as dlq_exc:
-                    log.error(
-                        "%s: dead-letter publish failed (%s); will retry", self.name, type(dlq_exc).__name__
-                    )
-                    await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** min(attempts, 10)))
-                    await msg.nack()
-                    return
-                self._attempts.pop(key, None)
-                OUTCOMES.labels(self.name, Outcome.DEAD_LETTERED).inc()
-                await msg.ack()
-                return
-            log.warning(
-                "%s: attempt %d/%d failed at %s[%d]@%d: %s",
-                self.name,
-                attempts,
-                self.max_attempts,
-                *key,
-                type(exc).__name__,
-            )
-            await asyncio.sleep(self.retry_backoff * 2 ** (attempts - 1))
-            await msg.nack()
+    async def _take_locks(self, uow: UnitOfWork, batch: Sequence[EventEnvelope]) -> None:
+        if self.locks is None:
             return
-        self._attempts.pop(key, None)
-        OUTCOMES.labels(self.name, outcome).inc()
-        await msg.ack()
-
-    async def _dead_letter(self, broker: KafkaBroker, record: Any, exc: BaseException, attempts: int) -> None:
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-        headers.update(
+        wanted: dict[tuple[LockSpace, str], bool] = {}
+        for envelope in batch:
+            for lock in self.locks(envelope):
+                key = (lock.space, lock.name)
+                wanted[key] = wanted.get(key, False) or lock.exclusive
+        if not wanted:
+            return
+        ordered = sorted(wanted)  # one global order: two batches never wait on each other in a cycle
+        await uow.conn.execute(
+            _LOCKS,
             {
-                "dlq_consumer": self.name,
-                "dlq_error": f"{type(exc).__name__}: {exc}"[:500],
-                "dlq_attempts": str(attempts),
-                "dlq_original_topic": record.topic,
-                "dlq_original_partition": str(record.partition),
-                "dlq_original_offset": str(record.offset),
-            }
+                "spaces": [int(space) for space, _ in ordered],
+                "names": [name for _, name in ordered],
+                "exclusive": [wanted[k] for k in ordered],
+            },
         )
-        log.error(
-            "%s: dead-lettering %s[%d]@%d after %d attempt(s): %s",
-            self.name,
-            record.topic,
-            record.partition,
-            record.offset,
-            attempts,
-            type(exc).__name__,
-        )
-        await broker.publish(
-            record.value or b"", topic=dlq_topic(record.topic), key=record.key, headers=headers
-        )
-
-
-async def _raw_bytes(msg: KafkaMessage) -> bytes:
-    return bytes(msg.body)

@@ -15,6 +15,8 @@ class LockSpace(IntEnum):
     RELAY_LEADER = 2
     IDEMPOTENCY_KEY = 3
     MEMBER = 4
+    #: Shared by every reaction that reads the plan catalogue; exclusive while a plan changes.
+    CATALOGUE = 5
 
 
 def xact_lock_sql(space: LockSpace, param: str = ":name") -> str:

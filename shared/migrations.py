@@ -27,6 +27,35 @@ def create_core_tables(bind: sa.engine.Connection) -> None:
         bind.execute(sa.text(ddl))
 
 
+def create_consumer_tables(bind: sa.engine.Connection) -> None:
+    """The consumer-order tables (``shared.tables.consumer_metadata``), written out so that this
+    revision's schema never changes with later code. Each service's second migration calls it."""
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    op_meta = sa.MetaData()
+    sa.Table(
+        "consumer_streams",
+        op_meta,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("stream_id", sa.Text, primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "consumer_parked",
+        op_meta,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("stream_id", sa.Text, primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("envelope", JSONB, nullable=False),
+        sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    op_meta.create_all(bind)
+
+
+def drop_consumer_tables(bind: sa.engine.Connection) -> None:
+    bind.execute(sa.text("DROP TABLE IF EXISTS consumer_parked, consumer_streams"))
+
+
 def drop_core_tables(bind: sa.engine.Connection) -> None:
     bind.execute(sa.text("DROP FUNCTION IF EXISTS outbox_notify() CASCADE"))
     core_metadata.drop_all(bind)

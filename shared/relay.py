@@ -106,9 +106,12 @@ class OutboxRelay:
 
     async def _pump(self, producer: AIOKafkaProducer, conn: Any, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared *before* reading the outbox: a NOTIFY that arrives while this batch is being
+            # published sets it again, and the wait below returns at once instead of sleeping a
+            # whole poll interval with a committed event waiting.
+            self._wake.clear()
             published = await self.publish_batch(producer, conn)
             if published < self.batch_size:
-                self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(
@@ -167,39 +170,49 @@ class OutboxRelay:
     async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Any]:
         """Hold a session advisory lock for the topic, and LISTEN on the same connection.
 
-        Yields that (asyncpg) connection, or None if stopped before becoming leader."""
+        Yields that (asyncpg) connection, or None if stopped before becoming leader. From the
+        first lock attempt on, any way out (an error, a cancellation, even one that lands while
+        ``pg_try_advisory_lock`` is in flight) either unlocks or discards the connection: a pooled
+        connection that still held the lock would make every later relay wait forever."""
+
+        def on_notify(*_: object) -> None:
+            self._wake.set()
+
         async with self.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
-            while not stop.is_set():
-                got = await raw.fetchval(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
-                )
-                if got:
-                    break
-                await _sleep_or_stop(stop, self.poll_interval)
-            else:
-                yield None
-                return
-
-            def on_notify(*_: object) -> None:
-                self._wake.set()
-
-            await raw.add_listener(OUTBOX_CHANNEL, on_notify)
-            LEADER.labels(self.topic).set(1)
+            clean = False
             try:
-                yield raw
-            finally:
-                LEADER.labels(self.topic).set(0)
-                with contextlib.suppress(Exception):
-                    await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
-                try:
-                    await raw.execute(
-                        "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
+                while not stop.is_set():
+                    got = await raw.fetchval(
+                        "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                        int(LockSpace.RELAY_LEADER),
+                        self.topic,
                     )
-                except Exception:
+                    if got:
+                        break
+                    await _sleep_or_stop(stop, self.poll_interval)
+                else:
+                    clean = True
+                    yield None
+                    return
+                await raw.add_listener(OUTBOX_CHANNEL, on_notify)
+                LEADER.labels(self.topic).set(1)
+                try:
+                    yield raw
+                finally:
+                    LEADER.labels(self.topic).set(0)
+                    with contextlib.suppress(Exception):
+                        await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
+                await raw.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
+                )
+                clean = True
+            finally:
+                if not clean:
                     # Never hand a connection that may still hold the lock back to the pool.
-                    await conn.invalidate()
+                    with contextlib.suppress(Exception):
+                        await conn.invalidate()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,18 +17,18 @@ import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.auth import Principal, TokenAuthority
+from shared.consumer import KafkaConsumerLoop
 from shared.crypto import FieldCipher
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
-from shared.inbox import InboxConsumer
+from shared.inbox import InboxConsumer, LockPlan, Reaction
 from shared.kafka import ensure_topics
 from shared.locks import LockSpace, xact_lock_sql
 from shared.migrations import upgrade_to_head
@@ -49,7 +49,15 @@ class Subscription:
 
     consumer: InboxConsumer
     topic: str
-    group_id: str
+    loop: KafkaConsumerLoop
+
+    @property
+    def group_id(self) -> str:
+        return self.loop.group_id
+
+    @group_id.setter
+    def group_id(self, value: str) -> None:
+        self.loop.group_id = value
 
 
 @dataclass
@@ -74,7 +82,6 @@ class ServiceRuntime:
         )
         self.store = EventStore(self.name, self.registry)
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
-        self.broker = KafkaBroker(self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
         self.relay = OutboxRelay(
             self.engine,
             self.store,
@@ -99,63 +106,83 @@ class ServiceRuntime:
         )
 
     def consumer(
-        self, name: str, reactions: Any, *, projections: tuple[InlineProjection, ...] = ()
+        self,
+        name: str,
+        reactions: Mapping[str, Reaction],
+        *,
+        fallback: Reaction | None = None,
+        locks: LockPlan | None = None,
+        projections: tuple[InlineProjection, ...] = (),
     ) -> InboxConsumer:
         return InboxConsumer(
             name,
             self.engine,
             self.store,
             reactions,
-            max_attempts=self.settings.consumer_max_attempts,
+            fallback=fallback,
+            locks=locks,
             projections=projections or self.projections,
         )
 
     def subscribe(self, consumer: InboxConsumer, topic: str) -> None:
-        self.subscriptions.append(Subscription(consumer, topic, f"{self.name}.{consumer.name}"))
+        group_id = f"{self.name}.{consumer.name}"
+        loop = KafkaConsumerLoop(
+            consumer,
+            self.settings.kafka_bootstrap_servers,
+            topic,
+            group_id,
+            max_records=self.settings.consumer_max_records,
+            max_attempts=self.settings.consumer_max_attempts,
+        )
+        self.subscriptions.append(Subscription(consumer, topic, loop))
 
     async def start(self) -> None:
         await upgrade_to_head(self.migrations, self.settings.database_url)
         if self.run_relay:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
-        if self.subscriptions:
-            for sub in self.subscriptions:
-                sub.consumer.attach(self.broker, sub.topic, group_id=sub.group_id)
-            self._tasks.append(asyncio.create_task(self._start_broker(), name="broker"))
+        for sub in self.subscriptions:
+            self._tasks.append(asyncio.create_task(self._consume(sub), name=f"consumer:{sub.group_id}"))
 
-    async def _start_broker(self) -> None:
+    async def _consume(self, sub: Subscription) -> None:
         """Kafka may be down at start: keep trying instead of failing the whole process."""
         delay = 0.5
         while not self._stop.is_set():
             try:
                 # Subscribing would auto-create a missing topic with the broker's defaults.
-                await ensure_topics(
-                    self.settings.kafka_bootstrap_servers, [s.topic for s in self.subscriptions]
-                )
-                await self.broker.start()
-                return
+                await ensure_topics(self.settings.kafka_bootstrap_servers, [sub.topic])
+                break
             except Exception as exc:
-                log.warning("consumers: broker not reachable (%s); retrying", type(exc).__name__)
-                with contextlib.suppress(Exception):
-                    await self.broker.stop()
-                await asyncio.sleep(delay)
+                log.warning(
+                    "consumer %s: broker not reachable (%s); retrying", sub.group_id, type(exc).__name__
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
                 delay = min(delay * 2, 10)
+        await sub.loop.run(self._stop)
 
     async def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, bool]:
-        checks = {"database": False, "kafka": False}
+        """Can this process serve requests? Only PostgreSQL decides: writes go to the outbox, which
+        absorbs a Kafka outage, so a broker down must not take every replica out of its Service."""
+        checks = {"database": False}
         with contextlib.suppress(Exception):
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             checks["database"] = True
+        return checks
+
+    async def health(self) -> dict[str, Any]:
+        """The detailed view for operators: readiness plus Kafka, the relay and the consumers."""
+        checks: dict[str, Any] = dict(await self.ready())
         checks["kafka"] = await self._kafka_reachable()
+        checks["relay_leader"] = self.relay.ready.is_set() if self.run_relay else None
+        checks["consumers"] = {s.group_id: s.loop.assigned.is_set() for s in self.subscriptions}
         return checks
 
     async def _kafka_reachable(self) -> bool:
@@ -217,6 +244,11 @@ class ServiceRuntime:
             checks = await self.ready()
             ok = all(checks.values())
             return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+        @app.get("/healthz/details", include_in_schema=False)
+        async def health_details() -> JSONResponse:
+            checks = await self.health()
+            return JSONResponse({"ready": checks["database"], "checks": checks})
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:

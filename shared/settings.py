@@ -40,6 +40,9 @@ class CommonSettings(BaseSettings):
     pii_key: str = LOCAL_KEY
     log_level: str = "INFO"
     consumer_max_attempts: int = 5
+    #: Records fetched per poll (across the partitions a process owns): the upper bound of one
+    #: partition's batch transaction.
+    consumer_max_records: int = 500
     relay_poll_interval: float = 1.0
 
     def tokens(self) -> dict[str, str]:

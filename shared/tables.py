@@ -82,3 +82,30 @@ OUTBOX_NOTIFY_DDL = (
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()
     """,
 )
+
+#: What each consumer has applied of every upstream stream, and what waits for a gap to fill.
+#: Kept apart from ``core_metadata`` because a service's first migration creates that one from
+#: live code; these tables are written out by each service's second migration.
+consumer_metadata = sa.MetaData()
+
+#: The last version of each upstream stream a consumer applied: the next one must be exactly one
+#: higher, so a reordered or missing event is noticed instead of applied out of order.
+consumer_streams = sa.Table(
+    "consumer_streams",
+    consumer_metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("stream_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+#: Events that arrived ahead of an earlier version of their stream. They are applied, in order,
+#: in the transaction that applies the missing version (or replays it from the dead-letter topic).
+consumer_parked = sa.Table(
+    "consumer_parked",
+    consumer_metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("stream_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("envelope", JSONB, nullable=False),
+    sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

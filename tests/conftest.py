@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.migrations import create_core_tables
+from shared.migrations import create_consumer_tables, create_core_tables
 from tests.infra import Infra, discover
 
 
@@ -47,6 +47,7 @@ async def core_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url, pool_size=10, max_overflow=10)
     async with engine.begin() as conn:
         await conn.run_sync(create_core_tables)
+        await conn.run_sync(create_consumer_tables)
     yield engine
     await engine.dispose()
 

@@ -31,8 +31,12 @@ def build_runtime(settings: ClaimsSettings | None = None) -> ServiceRuntime:
         projections=(apply_own,),
     )
     reactions = {t.event_type: handlers.on_membership_event for t in membership.registry.types()}
-    coverage = runtime.consumer("coverage", reactions)
-    coverage.fallback = handlers.on_membership_event  # unknown (newer) types still advance versions
+    coverage = runtime.consumer(
+        "coverage",
+        reactions,
+        fallback=handlers.on_membership_event,  # unknown (newer) types still advance versions
+        locks=handlers.coverage_locks,
+    )
     runtime.subscribe(coverage, settings.membership_topic)
     return runtime
 

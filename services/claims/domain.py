@@ -136,6 +136,21 @@ def required_documents(
     return tuple(d.value for d in docs)
 
 
+@dataclass(frozen=True)
+class Knowledge:
+    """How far this service has followed the facts a report depends on: the member's stream and
+    the plan catalogue. A report is decided only once what is known covers what it was made at."""
+
+    member_version: int
+    catalogue_version: int
+
+    def covers(self, needed: Knowledge) -> bool:
+        return (
+            self.member_version >= needed.member_version
+            and self.catalogue_version >= needed.catalogue_version
+        )
+
+
 def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[str, Plan]) -> EntitlementCheck:
     """Every claim this injury entitles the member to, with the reasons for what it does not.
 

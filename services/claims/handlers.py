@@ -14,16 +14,19 @@ from services.claims import domain
 from services.claims import tables as t
 from services.claims.projections import (
     apply_membership_event,
+    catalogue_version,
     load_coverage,
     load_plans,
     note_member_version,
+    report_decided,
     seen_version,
 )
 from shared.aggregate import InvalidInput, NotFound
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
 from shared.envelope import EventEnvelope
-from shared.locks import LockSpace, xact_lock_sql
+from shared.inbox import Lock
+from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -37,16 +40,29 @@ def today() -> date:
 # --- reacting to membership.events ---------------------------------------------------------------
 
 
+def coverage_locks(envelope: EventEnvelope) -> list[Lock]:
+    """What a membership event's reaction must hold, taken for the whole batch by the consumer.
+
+    - the member: a report parked by one partition's batch and the member event that releases
+      it, in another partition's batch at the same moment, would otherwise miss each other's
+      uncommitted rows;
+    - the catalogue, shared by every batch and exclusive for a plan change: a plan change
+      releases reports of any member, so it must see every parked report committed, and no
+      report may be decided against a catalogue half-way through a change.
+    """
+    locks = [Lock(LockSpace.CATALOGUE, "catalogue", exclusive=envelope.aggregate_type == "Plan")]
+    member_id = _member_in(envelope)
+    if member_id is not None:
+        locks.append(Lock(LockSpace.MEMBER, str(member_id)))
+    return locks
+
+
 async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
     """The one reaction to membership events: keep coverage, then decide what may now be decided.
 
-    Everything about one member is serialised by a transaction-scoped lock on the member id: a
-    report parked by one consumer and the member event that would release it, handled by another
-    at the same moment, would otherwise both miss each other's uncommitted rows.
-    """
+    The consumer hands events over in stream order (never a version twice or out of turn) and
+    holds ``coverage_locks`` for them."""
     member_id = _member_in(envelope)
-    if member_id is not None:
-        await uow.conn.execute(sa.text(xact_lock_sql(LockSpace.MEMBER)), {"name": str(member_id)})
     if envelope.event_type not in m.registry:
         # A type added upstream after this release: nothing to apply, but it is still a version
         # of the member's stream, and reports may be waiting for exactly that version.
@@ -54,9 +70,11 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
             await _advance(uow, member_id, envelope.aggregate_version)
         return
     event = m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
-    await apply_membership_event(uow.conn, event)
+    await apply_membership_event(uow.conn, event, envelope.aggregate_version)
     if isinstance(event, m.InjuryReported):
         await on_injury_reported(uow, event, envelope)
+    elif isinstance(event, m.PlanDefined):
+        await decide_pending_reports(uow)
     elif member_id is not None and envelope.aggregate_id == str(member_id):
         await _advance(uow, member_id, envelope.aggregate_version)
 
@@ -74,17 +92,23 @@ def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
 
 
 async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:
-    seen = await note_member_version(uow.conn, member_id, version)
-    await decide_pending_reports(uow, member_id, seen)
+    await note_member_version(uow.conn, member_id, version)
+    await decide_pending_reports(uow, member_id)
 
 
 async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:
-    """Decide now if coverage has caught up with the report; otherwise park it until it has.
+    """Decide now if this service knows everything the report was made against; else park it.
 
-    The report names the member-stream version it was made at. Deciding on an older view
-    could miss an enrolment or a card, and "the member forgot the second claim" again.
+    The report names the member-stream version and the catalogue version it was made at.
+    Deciding on an older view could miss an enrolment, a card or the plan an enrolment is in,
+    and "the member forgot the second claim" again.
     """
-    if await seen_version(uow.conn, event.member_id) >= event.member_version:
+    known = domain.Knowledge(
+        member_version=await seen_version(uow.conn, event.member_id),
+        catalogue_version=await catalogue_version(uow.conn),
+    )
+    needed = domain.Knowledge(event.member_version, event.catalogue_version)
+    if known.covers(needed):
         await decide(uow, _injury(event))
         return
     await uow.conn.execute(
@@ -93,6 +117,7 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
             report_id=event.report_id,
             member_id=event.member_id,
             needed_version=event.member_version,
+            needed_catalogue_version=event.catalogue_version,
             injury=event.model_dump(mode="json"),
             correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id,
@@ -101,16 +126,27 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
     )
 
 
-async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID, seen: int) -> None:
+async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = None) -> None:
+    """Decide the parked reports (of one member, or of everybody after a catalogue change) whose
+    member and catalogue versions this service has now caught up with."""
+    pending = t.pending_reports
+    ready = sa.and_(
+        pending.c.needed_version
+        <= sa.func.coalesce(
+            sa.select(t.coverage_members.c.seen_version)
+            .where(t.coverage_members.c.member_id == pending.c.member_id)
+            .scalar_subquery(),
+            0,
+        ),
+        pending.c.needed_catalogue_version <= await catalogue_version(uow.conn),
+    )
+    if member_id is not None:
+        ready = sa.and_(pending.c.member_id == member_id, ready)
     rows = (
         await uow.conn.execute(
-            sa.delete(t.pending_reports)
-            .where(t.pending_reports.c.member_id == member_id, t.pending_reports.c.needed_version <= seen)
-            .returning(
-                t.pending_reports.c.injury,
-                t.pending_reports.c.correlation_id,
-                t.pending_reports.c.causation_id,
-            )
+            sa.delete(pending)
+            .where(ready)
+            .returning(pending.c.injury, pending.c.correlation_id, pending.c.causation_id)
         )
     ).all()
     upstream = (uow.correlation_id, uow.causation_id)
@@ -121,7 +157,14 @@ async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID, seen: in
     uow.correlation_id, uow.causation_id = upstream
 
 
-async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck:
+async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck | None:
+    """File every claim the injury entitles the member to, or record that there is none.
+
+    One decision per report, whatever path leads here again (redelivery, a replay into a fresh
+    inbox, a parked copy): a report already decided either way is left as it is. Returns None
+    then."""
+    if await report_decided(uow.conn, injury.report_id):
+        return None
     coverage = await load_coverage(uow.conn, injury.member_id)
     check = domain.entitlements(injury, coverage, await load_plans(uow.conn))
     if not check.entitlements:

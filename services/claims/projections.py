@@ -100,8 +100,9 @@ own_projection = Projection("claims", [t.claims, t.report_decisions], apply_own)
 # --- coverage, from membership events ----------------------------------------------------------
 
 
-async def apply_membership_event(conn: AsyncConnection, e: DomainEvent) -> None:
-    """Fold one (decoded) membership event into the coverage model; the inbox makes it once-only."""
+async def apply_membership_event(conn: AsyncConnection, e: DomainEvent, version: int) -> None:
+    """Fold one (decoded) membership event, ``version`` of its stream, into the coverage model;
+    the consumer makes it once-only and in stream order."""
     match e:
         case m.MemberJoined():
             stmt = insert(t.coverage_members).values(member_id=e.member_id, joined_on=e.joined_on)
@@ -157,9 +158,12 @@ async def apply_membership_event(conn: AsyncConnection, e: DomainEvent) -> None:
             )
         case m.PlanDefined():
             plan = Plan.model_validate(e.model_dump())
-            stmt = insert(t.plans).values(code=plan.code, body=plan.model_dump(mode="json"))
+            stmt = insert(t.plans).values(code=plan.code, body=plan.model_dump(mode="json"), version=version)
             await conn.execute(
-                stmt.on_conflict_do_update(index_elements=[t.plans.c.code], set_={"body": stmt.excluded.body})
+                stmt.on_conflict_do_update(
+                    index_elements=[t.plans.c.code],
+                    set_={"body": stmt.excluded.body, "version": stmt.excluded.version},
+                )
             )
 
 
@@ -180,6 +184,19 @@ async def note_member_version(conn: AsyncConnection, member_id: uuid.UUID, versi
         },
     ).returning(t.coverage_members.c.seen_version)
     return int((await conn.execute(upsert)).scalar_one())
+
+
+async def catalogue_version(conn: AsyncConnection) -> int:
+    """How many plan edits this service has applied (membership counts the same way)."""
+    return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(t.plans.c.version), 0))) or 0)
+
+
+async def report_decided(conn: AsyncConnection, report_id: uuid.UUID) -> bool:
+    """Whether the report already has its decision (claims opened, or no coverage)."""
+    found = await conn.scalar(
+        sa.select(t.report_decisions.c.report_id).where(t.report_decisions.c.report_id == report_id)
+    )
+    return found is not None
 
 
 async def seen_version(conn: AsyncConnection, member_id: uuid.UUID) -> int:

@@ -13,6 +13,8 @@ plans = sa.Table(
     metadata,
     sa.Column("code", sa.Text, primary_key=True),
     sa.Column("body", JSONB, nullable=False),
+    #: The plan stream's version applied here (0: the seeded default, never edited).
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
 )
 
 # --- coverage: built only from membership.events ---------------------------------------------
@@ -56,6 +58,7 @@ pending_reports = sa.Table(
     sa.Column("report_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
     sa.Column("needed_version", sa.Integer, nullable=False),
+    sa.Column("needed_catalogue_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("injury", JSONB, nullable=False),
     sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("causation_id", UUID(as_uuid=True), nullable=False),

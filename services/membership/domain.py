@@ -547,7 +547,9 @@ class InjuryReport(Aggregate):
         today: date,
         traffic_accident: bool = False,
         severity: InjurySeverity = InjurySeverity.INJURY,
+        catalogue_version: int = 0,
     ) -> None:
+        """``catalogue_version``: how many plan edits the catalogue has seen (see the event)."""
         if self.exists:
             raise Conflict(f"injury report {self.id} already exists", code="report_exists")
         _check_date(
@@ -574,6 +576,7 @@ class InjuryReport(Aggregate):
                 member_version=member.version,
                 traffic_accident=traffic_accident,
                 severity=severity,
+                catalogue_version=catalogue_version,
             )
         )
 

@@ -202,10 +202,12 @@ async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryR
 
 async def _plan_defined(conn: AsyncConnection, env: EventEnvelope, e: PlanDefined) -> None:
     plan = Plan.model_validate(e.model_dump())
-    await upsert_plan(conn, plan, updated_at=env.occurred_at)
+    await upsert_plan(conn, plan, updated_at=env.occurred_at, version=env.aggregate_version)
 
 
-async def upsert_plan(conn: AsyncConnection, plan: Plan, *, updated_at: Any = None) -> None:
+async def upsert_plan(
+    conn: AsyncConnection, plan: Plan, *, updated_at: Any = None, version: int | None = None
+) -> None:
     """A new plan goes to the end of the catalogue; an edited one keeps its place."""
     next_position = sa.select(sa.func.coalesce(sa.func.max(plans.c.position), 0) + 1).scalar_subquery()
     values: dict[str, Any] = {
@@ -215,6 +217,8 @@ async def upsert_plan(conn: AsyncConnection, plan: Plan, *, updated_at: Any = No
         "definition": plan.model_dump(mode="json"),
         "updated_at": updated_at if updated_at is not None else sa.func.now(),
     }
+    if version is not None:
+        values["version"] = version
     stmt = pg_insert(plans).values(code=plan.code, position=next_position, **values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[plans.c.code], set_=values))
 

@@ -122,6 +122,8 @@ plans = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("definition", JSONB, nullable=False),  # the whole shared.contracts.plans.Plan
     sa.Column("position", sa.Integer, nullable=False),  # catalogue order
+    #: The plan stream's version (PlanDefined events so far; 0 for a seeded, never-edited plan).
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TS, nullable=False, server_default=sa.func.now()),
 )
 

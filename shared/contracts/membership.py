@@ -93,7 +93,11 @@ class EnrollmentCancelled(DomainEvent):
 class InjuryReported(DomainEvent):
     """``member_version`` is the Member stream's version when the report was made: everything the
     member had (card, enrolments) up to then. A consumer that has not yet seen that version of the
-    member must wait for it rather than decide on stale coverage."""
+    member must wait for it rather than decide on stale coverage.
+
+    ``catalogue_version`` is, likewise, how many catalogue edits (``PlanDefined`` events, over all
+    plans) membership had recorded: a consumer that has applied fewer does not yet know every plan
+    the member may be enrolled in, and must wait. 0 (events written before it existed): no wait."""
 
     report_id: uuid.UUID
     member_id: uuid.UUID
@@ -103,6 +107,7 @@ class InjuryReported(DomainEvent):
     member_version: int = Field(ge=1)
     traffic_accident: bool = False
     severity: InjurySeverity = InjurySeverity.INJURY
+    catalogue_version: int = Field(default=0, ge=0)
 
 
 class PlanDefined(DomainEvent):

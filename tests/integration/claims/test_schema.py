@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from services.claims import tables as t
 from services.claims.projections import own_projection
 from shared.projections import rebuild
-from shared.tables import core_metadata
+from shared.tables import consumer_metadata, core_metadata
 from tests.integration.claims.conftest import ClaimsUnderTest
 from tests.kafka_support import eventually
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 async def test_migrated_schema_matches_the_table_definitions(claims: ClaimsUnderTest) -> None:
     def diff(sync_conn: sa.Connection) -> list[Any]:
         context = MigrationContext.configure(sync_conn)
-        return list(compare_metadata(context, [core_metadata, t.metadata]))  # type: ignore[arg-type]
+        return list(compare_metadata(context, [core_metadata, consumer_metadata, t.metadata]))  # type: ignore[arg-type]
 
     async with claims.runtime.engine.connect() as conn:
         assert await conn.run_sync(diff) == []

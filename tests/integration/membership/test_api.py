@@ -21,7 +21,7 @@ from services.membership.tables import metadata as membership_metadata
 from shared.contracts import claims as claims_contract
 from shared.envelope import HEADER_NAMES, EventEnvelope, utcnow
 from shared.events import DomainEvent
-from shared.tables import core_metadata
+from shared.tables import consumer_metadata, core_metadata
 from shared.tables import events as events_table
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import (
@@ -938,7 +938,7 @@ async def test_read_models_rebuild_to_the_same_answers(service: Service, tree: d
 async def test_migrated_schema_matches_the_table_definitions(service: Service) -> None:
     def diff(sync_conn: sa.Connection) -> list[Any]:
         context = MigrationContext.configure(sync_conn)
-        return list(compare_metadata(context, [core_metadata, membership_metadata]))  # type: ignore[arg-type]
+        return list(compare_metadata(context, [core_metadata, consumer_metadata, membership_metadata]))  # type: ignore[arg-type]
 
     async with service.runtime.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
