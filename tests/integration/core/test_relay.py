@@ -209,3 +209,88 @@ async def test_published_bytes_are_exactly_the_stored_envelope(
     assert [dict(r.headers) for r in received] == [dict(e.kafka_headers()) for e in stored]
     assert all(r.key == stream.encode() for r in received)
     assert published[0].causation_id == cause and json.loads(received[0].value)["data"] == {"n": 3}
+
+
+async def test_a_commit_during_a_publish_is_relayed_at_once_not_after_a_poll_interval(
+    core_engine: AsyncEngine, kafka: str, topic: str
+) -> None:
+    """The NOTIFY of an append that commits while a batch is being published must not be lost
+    (it used to be erased after the publish, and the event waited a whole poll interval)."""
+    from shared.kafka import reliable_producer
+
+    in_publish = asyncio.Event()
+
+    class SlowProducer:
+        """A real producer whose sends take a while, so a commit lands inside a publish."""
+
+        def __init__(self) -> None:
+            self.inner = reliable_producer(kafka)
+
+        async def start(self) -> None:
+            await self.inner.start()
+
+        async def stop(self) -> None:
+            await self.inner.stop()
+
+        async def send(self, *args: object, **kwargs: object) -> object:
+            in_publish.set()
+            await asyncio.sleep(0.5)
+            return await self.inner.send(*args, **kwargs)
+
+    relay = OutboxRelay(
+        core_engine,
+        store(),
+        topic,
+        kafka,
+        poll_interval=10.0,
+        producer_factory=SlowProducer,  # type: ignore[arg-type]
+    )
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), timeout=30)
+        await write(core_engine, ["first"], 1, seed=1)
+        await asyncio.wait_for(in_publish.wait(), timeout=10)
+        started = time.monotonic()
+        await write(core_engine, ["second"], 1, seed=2)  # commits while "first" is being sent
+        await eventually(lambda: _zero(core_engine), timeout=30, interval=0.02)
+        took = time.monotonic() - started
+    assert took < 3.0, f"the second event waited {took:.2f}s (poll interval 10s): its wake-up was lost"
+
+
+async def _zero(engine: AsyncEngine) -> bool:
+    return await pending(engine) == 0
+
+
+async def test_cancelled_right_after_taking_the_lock_leaves_no_pooled_connection_holding_it(
+    core_engine: AsyncEngine, kafka: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation between the lock and the LISTEN must not return a connection that still
+    holds the relay lock to the pool: every later relay would wait for it forever."""
+    import asyncpg
+
+    entered = asyncio.Event()
+
+    async def hang(self: object, *args: object) -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(asyncpg.Connection, "add_listener", hang)
+    relay = OutboxRelay(core_engine, store(), topic, kafka, poll_interval=0.1)
+    task = asyncio.create_task(relay.run(asyncio.Event()))
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    async with core_engine.connect() as conn:
+        held = await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND a.datname = current_database()"
+            )
+        )
+    assert held == 0, "a pooled connection still holds the relay's advisory lock"
+    # And a new relay becomes leader and publishes.
+    successor = OutboxRelay(core_engine, store(), topic, kafka, poll_interval=0.1)
+    async with running(successor):
+        await asyncio.wait_for(successor.ready.wait(), timeout=30)
