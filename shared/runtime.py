@@ -125,7 +125,7 @@ class ServiceRuntime:
         )
 
     def subscribe(self, consumer: InboxConsumer, topic: str) -> None:
-        group_id = f"{self.name}.{consumer.name}"
+        group_id = f"{self.settings.consumer_group_prefix}{self.name}.{consumer.name}"
         loop = KafkaConsumerLoop(
             consumer,
             self.settings.kafka_bootstrap_servers,

@@ -43,6 +43,9 @@ class CommonSettings(BaseSettings):
     #: Records fetched per poll (across the partitions a process owns): the upper bound of one
     #: partition's batch transaction.
     consumer_max_records: int = 500
+    #: Put before every consumer group id (``<prefix><service>.<consumer>``): lets two systems (or
+    #: test runs) share one Kafka cluster without joining each other's groups.
+    consumer_group_prefix: str = ""
     relay_poll_interval: float = 1.0
 
     def tokens(self) -> dict[str, str]:

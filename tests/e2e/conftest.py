@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from shared.kafka import ensure_topics
+from tests.e2e.processes import ServiceProcess
 from tests.infra import Infra
 
 
@@ -27,3 +31,52 @@ async def service_databases(infra: Infra) -> AsyncIterator[dict[str, str]]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@dataclass
+class System:
+    """Membership and claims as real processes on fresh databases and topics."""
+
+    membership: ServiceProcess
+    claims: ServiceProcess
+    topics: dict[str, str]
+    #: What both processes were started with, so a test can start another replica alike.
+    env: dict[str, str]
+    tmp_path: Path
+
+    def claims_replica(self) -> ServiceProcess:
+        return ServiceProcess("claims", dict(self.claims.extra_env), self.tmp_path)
+
+
+@pytest.fixture
+async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Path) -> AsyncIterator[System]:
+    suffix = uuid.uuid4().hex[:10]
+    topics = {"membership": f"e2e.{suffix}.membership.events", "claims": f"e2e.{suffix}.claims.events"}
+    await ensure_topics(infra.kafka, topics.values())
+    common = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "UNION_RELAY_POLL_INTERVAL": "0.2",
+        "MEMBERSHIP_TOPIC": topics["membership"],
+        "CLAIMS_TOPIC": topics["claims"],
+        "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
+        "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",
+    }
+    membership = ServiceProcess(
+        "membership", {**common, "MEMBERSHIP_DATABASE_URL": service_databases["membership"]}, tmp_path
+    )
+    claims = ServiceProcess(
+        "claims", {**common, "CLAIMS_DATABASE_URL": service_databases["claims"]}, tmp_path
+    )
+    membership.start()
+    claims.start()
+    try:
+        yield System(membership, claims, topics, common, tmp_path)
+    finally:
+        codes = (claims.stop(), membership.stop())
+    # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is the graceful exit code here.
+    assert set(codes) <= {0, -15}, f"graceful SIGTERM shutdown expected, got {codes}"
+    for service in (claims, membership):
+        assert "Application shutdown complete" in service.log.read_text(), (
+            f"{service.name} did not shut down cleanly"
+        )

@@ -19,6 +19,7 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         prefix = name.upper()
+        self.extra_env = dict(env)
         self.env = {**os.environ, **env, f"{prefix}_PORT": str(self.port), f"{prefix}_HOST": "127.0.0.1"}
         self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -4,17 +4,13 @@ observed through HTTP and a plain Kafka consumer."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.kafka import ensure_topics
-from tests.e2e.processes import ServiceProcess
+from tests.e2e.conftest import System
 from tests.infra import Infra
 from tests.kafka_support import eventually, read_topic
 
@@ -26,45 +22,10 @@ PHONE = "13912345678"
 CARD = "6210300012345678"
 
 
-@pytest.fixture
-async def services(
-    infra: Infra, service_databases: dict[str, str], tmp_path: Path
-) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, str]]]:
-    suffix = uuid.uuid4().hex[:10]
-    topics = {"membership": f"e2e.{suffix}.membership.events", "claims": f"e2e.{suffix}.claims.events"}
-    await ensure_topics(infra.kafka, topics.values())
-    common = {
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "UNION_RELAY_POLL_INTERVAL": "0.2",
-        "MEMBERSHIP_TOPIC": topics["membership"],
-        "CLAIMS_TOPIC": topics["claims"],
-        "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
-        "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
-    }
-    membership = ServiceProcess(
-        "membership", {**common, "MEMBERSHIP_DATABASE_URL": service_databases["membership"]}, tmp_path
-    )
-    claims = ServiceProcess(
-        "claims", {**common, "CLAIMS_DATABASE_URL": service_databases["claims"]}, tmp_path
-    )
-    membership.start()
-    claims.start()
-    try:
-        yield membership, claims, topics
-    finally:
-        codes = (claims.stop(), membership.stop())
-    # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is the graceful exit code here.
-    assert set(codes) <= {0, -15}, f"graceful SIGTERM shutdown expected, got {codes}"
-    for service in (claims, membership):
-        assert "Application shutdown complete" in service.log.read_text(), (
-            f"{service.name} did not shut down cleanly"
-        )
-
-
 async def test_injury_opens_both_claims_one_is_documented_approved_and_paid(
-    services: tuple[ServiceProcess, ServiceProcess, dict[str, str]], infra: Infra
+    services: System, infra: Infra
 ) -> None:
-    membership, claims, topics = services
+    membership, claims, topics = services.membership, services.claims, services.topics
     today = date.today()
     async with (
         httpx.AsyncClient(base_url=membership.url, headers=STAFF, timeout=10) as m,

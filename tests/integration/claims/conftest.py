@@ -130,6 +130,7 @@ def claims_settings(
         CLAIMS_TOPIC=claims_topic,
         CLAIMS_MEMBERSHIP_TOPIC=membership_topic,
         relay_poll_interval=0.2,
+        consumer_group_prefix=f"{membership_topic}.",
     )
 
 
