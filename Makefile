@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core demo venv contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-e2e demo venv contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -40,10 +40,14 @@ lint: venv
 	@$(PY) -m ruff check .
 	@$(PY) -m mypy shared services
 
-bench: bench-core
+bench: bench-core bench-e2e
 
 bench-core: infra
 	@$(PY) -m bench.core
+
+# Drives the running system (`make up`) through HTTP; starts nothing else.
+bench-e2e: up
+	@$(PY) -m bench.e2e
 
 demo: up
 	@$(PY) deploy/local/demo.py
