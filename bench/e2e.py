@@ -53,7 +53,7 @@ async def watch_claims(
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [TopicPartition(topic, p) for p in range(await partition_count(kafka, topic))]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:
@@ -76,6 +76,18 @@ async def watch_claims(
                             watch.complete_at[report] = now
     finally:
         await consumer.stop()
+
+
+async def partition_count(kafka: str, topic: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        return len(described["partitions"])
+    finally:
+        await admin.close()
 
 
 async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[str]:
@@ -108,7 +120,10 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
             )
             r.raise_for_status()
             member = r.json()["member_id"]
-            card = {"card_number": f"6210{i:012d}", "issued_on": (today - timedelta(days=400)).isoformat()}
+            card = {
+                "card_number": f"62{int(run, 16) % 10**6:06d}{i:08d}",
+                "issued_on": (today - timedelta(days=400)).isoformat(),
+            }
             (await m.post(f"/v1/members/{member}/card", json=card)).raise_for_status()
             enrol = {
                 "plan_code": "accident_injury",

@@ -103,7 +103,7 @@ class EventStore:
         ]
 
     async def append(self, conn: AsyncConnection, batch: Sequence[EventEnvelope]) -> list[int]:
-        """Store envelopes of one stream (consecutive versions) and queue them for the relay.
+        """Store envelopes (consecutive versions per stream; one or more streams), queued for the relay.
 
         A conflict aborts the caller's transaction (no savepoint: it would cost two round trips
         on every append); the unit of work retries the whole command from a fresh read.

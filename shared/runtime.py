@@ -79,6 +79,7 @@ class ServiceRuntime:
             max_overflow=10,
             pool_recycle=1800,
             hide_parameters=True,  # error messages (and so logs) never carry bound values
+            connect_args=loopback_without_tls(self.settings.database_url),
         )
         self.store = EventStore(self.name, self.registry)
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
@@ -347,6 +348,19 @@ class ServiceRuntime:
         return JSONResponse(
             row["body"], status_code=row["status_code"], headers={"Idempotent-Replayed": "true"}
         )
+
+
+def loopback_without_tls(database_url: str) -> dict[str, Any]:
+    """asyncpg's default ``sslmode=prefer`` encrypts even a loopback connection, and TLS was a
+    fifth of each service's CPU under load (py-spy, bench/e2e.py). A database on this very host
+    gains nothing from it, so unless the URL says otherwise it is left out there; any other host
+    keeps the driver's default (production names its own ``ssl``/``sslmode``)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.host in {"127.0.0.1", "localhost", "::1"} and not {"ssl", "sslmode"} & set(url.query):
+        return {"ssl": False}
+    return {}
 
 
 class _Replay(Exception):

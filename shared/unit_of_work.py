@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
@@ -43,6 +43,9 @@ class UnitOfWork:
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self.appended: list[EventEnvelope] = []
+        #: Facts read once per transaction and shared by everything it runs (a consumer batch
+        #: applies hundreds of events in one unit of work); whoever changes a fact drops its entry.
+        self.memo: dict[str, Any] = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -97,12 +100,33 @@ class UnitOfWork:
             causation_id=self.causation_id,
             event_ids=event_ids,
         )
+        await self._append(batch)
+        agg.mark_saved()
+
+    async def save_all(self, aggregates: list[Aggregate]) -> None:
+        """Save several aggregates' new events in one statement (one round trip, not one each)."""
+        batch = [
+            envelope
+            for agg in aggregates
+            for envelope in self.store.envelopes(
+                agg.stream_type,
+                agg.id,
+                agg.version,
+                agg.pending_events,
+                correlation_id=self.correlation_id,
+                causation_id=self.causation_id,
+            )
+        ]
+        await self._append(batch)
+        for agg in aggregates:
+            agg.mark_saved()
+
+    async def _append(self, batch: list[EventEnvelope]) -> None:
         await self.store.append(self.conn, batch)
         for envelope in batch:
             for project in self._projections:
                 await project(self.conn, envelope)
         self.appended.extend(batch)
-        agg.mark_saved()
 
 
 async def retrying(

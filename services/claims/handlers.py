@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from services.claims.projections import (
     report_decided,
     seen_version,
 )
-from shared.aggregate import InvalidInput, NotFound
+from shared.aggregate import Aggregate, InvalidInput, NotFound
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
 from shared.envelope import EventEnvelope
@@ -74,6 +75,7 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
     if isinstance(event, m.InjuryReported):
         await on_injury_reported(uow, event, envelope)
     elif isinstance(event, m.PlanDefined):
+        uow.memo.pop(_CATALOGUE, None)
         await decide_pending_reports(uow)
     elif member_id is not None and envelope.aggregate_id == str(member_id):
         await _advance(uow, member_id, envelope.aggregate_version)
@@ -105,7 +107,7 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
     """
     known = domain.Knowledge(
         member_version=await seen_version(uow.conn, event.member_id),
-        catalogue_version=await catalogue_version(uow.conn),
+        catalogue_version=(await _catalogue(uow)).version,
     )
     needed = domain.Knowledge(event.member_version, event.catalogue_version)
     if known.covers(needed):
@@ -138,7 +140,7 @@ async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = 
             .scalar_subquery(),
             0,
         ),
-        pending.c.needed_catalogue_version <= await catalogue_version(uow.conn),
+        pending.c.needed_catalogue_version <= (await _catalogue(uow)).version,
     )
     if member_id is not None:
         ready = sa.and_(pending.c.member_id == member_id, ready)
@@ -166,17 +168,18 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
     if await report_decided(uow.conn, injury.report_id):
         return None
     coverage = await load_coverage(uow.conn, injury.member_id)
-    check = domain.entitlements(injury, coverage, await load_plans(uow.conn))
+    check = domain.entitlements(injury, coverage, (await _catalogue(uow)).plans)
+    # Not decided yet, so neither the decision nor any claim of this report exists (their ids
+    # derive from the report, and the member lock keeps a second decider out): no need to load
+    # them. Were that ever wrong, the append would conflict rather than file anything twice.
     if not check.entitlements:
-        decision = await uow.load(domain.ReportDecision, str(injury.report_id))
-        if not decision.exists:
-            decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
-            await uow.save(decision)
+        decision = domain.ReportDecision(str(injury.report_id))
+        decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
+        await uow.save(decision)
         return check
+    claims: list[Aggregate] = []
     for ent in check.entitlements:
-        claim = await uow.load(domain.Claim, str(ent.claim_id))
-        if claim.exists:  # derived ids: a second delivery finds the claim already open
-            continue
+        claim = domain.Claim(str(ent.claim_id))
         claim.file(
             member_id=injury.member_id,
             plan_code=ent.plan_code,
@@ -187,8 +190,29 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
             incident_on=injury.occurred_on,
             today=today(),
         )
-        await uow.save(claim)
+        claims.append(claim)
+    await uow.save_all(claims)
     return check
+
+
+_CATALOGUE = "claims.catalogue"
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    version: int
+    plans: dict[str, Plan]
+
+
+async def _catalogue(uow: UnitOfWork) -> _Catalogue:
+    """The plan catalogue and its version, read once per transaction (a consumer batch decides
+    hundreds of reports against it); a ``PlanDefined`` drops it."""
+    cached: _Catalogue | None = uow.memo.get(_CATALOGUE)
+    if cached is None:
+        cached = uow.memo[_CATALOGUE] = _Catalogue(
+            await catalogue_version(uow.conn), await load_plans(uow.conn)
+        )
+    return cached
 
 
 def _injury(e: m.InjuryReported) -> domain.Injury:
