@@ -350,7 +350,11 @@ async def main_async(args: argparse.Namespace) -> int:
     stop, ready = asyncio.Event(), asyncio.Event()
     watcher = asyncio.create_task(watch_claims(args.kafka, args.claims_topic, watch, ready, stop))
     await asyncio.wait_for(ready.wait(), timeout=30)
-    limits = httpx.Limits(max_connections=args.clients + 8, max_keepalive_connections=args.clients + 8)
+    # Idle connections expire on the client before uvicorn closes them (a race that ends in a
+    # ReadError on the reused connection).
+    limits = httpx.Limits(
+        max_connections=args.clients + 8, max_keepalive_connections=args.clients + 8, keepalive_expiry=2
+    )
     async with httpx.AsyncClient(base_url=args.membership, headers=STAFF, timeout=60, limits=limits) as m:
         print(f"setup: {args.members} members with a Jing card and accident cover ...", flush=True)
         t = time.perf_counter()
