@@ -40,6 +40,15 @@ _APPEND = sa.text(
 )
 
 
+#: Built once: SQLAlchemy then finds the compiled form by a memoised cache key, instead of building
+#: and hashing a new statement on every load (a tenth of a request's CPU, py-spy).
+_READ_STREAM = (
+    sa.select(events)
+    .where(events.c.stream_id == sa.bindparam("stream_id"), events.c.version > sa.bindparam("after"))
+    .order_by(events.c.version)
+)
+
+
 class ConcurrencyError(Exception):
     """The stream moved on since it was read: another writer appended the same version first."""
 
@@ -138,11 +147,7 @@ class EventStore:
     async def read_stream(
         self, conn: AsyncConnection, stream_id: str, after_version: int = 0
     ) -> list[EventEnvelope]:
-        result = await conn.execute(
-            sa.select(events)
-            .where(events.c.stream_id == stream_id, events.c.version > after_version)
-            .order_by(events.c.version)
-        )
+        result = await conn.execute(_READ_STREAM, {"stream_id": stream_id, "after": after_version})
         return [self._envelope(row) for row in result.mappings()]
 
     async def read_all(

@@ -25,6 +25,28 @@ from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.projections import Projection
 
+#: Statements every report runs are built once; SQLAlchemy then reuses their compiled form
+#: instead of building and hashing a fresh statement per call (a fifth of the consumer's CPU).
+_CLAIM_INSERT = insert(t.claims).on_conflict_do_nothing()
+_DECISION_INSERT = insert(t.report_decisions).on_conflict_do_nothing()
+_DECIDED = sa.select(t.report_decisions.c.report_id).where(
+    t.report_decisions.c.report_id == sa.bindparam("report_id")
+)
+_SEEN_VERSION = sa.select(t.coverage_members.c.seen_version).where(
+    t.coverage_members.c.member_id == sa.bindparam("member_id")
+)
+_COVERAGE_MEMBER = sa.select(t.coverage_members).where(
+    t.coverage_members.c.member_id == sa.bindparam("member_id")
+)
+_COVERAGE_CARDS = (
+    sa.select(t.coverage_cards)
+    .where(t.coverage_cards.c.member_id == sa.bindparam("member_id"))
+    .order_by(t.coverage_cards.c.id)
+)
+_COVERAGE_ENROLLMENTS = sa.select(t.coverage_enrollments).where(
+    t.coverage_enrollments.c.member_id == sa.bindparam("member_id")
+)
+
 # --- own events ---------------------------------------------------------------------------------
 
 
@@ -36,22 +58,21 @@ async def apply_own(conn: AsyncConnection, envelope: EventEnvelope) -> None:
     match e:
         case c.ClaimFiled():
             await conn.execute(
-                insert(t.claims)
-                .values(
-                    claim_id=e.claim_id,
-                    member_id=e.member_id,
-                    report_id=e.report_id,
-                    plan_code=e.plan_code,
-                    benefit=e.benefit.value,
-                    enrollment_id=e.enrollment_id,
-                    status="filed",
-                    required_documents=e.required_documents,
-                    missing_documents=e.required_documents,
-                    incident_on=e.incident_on,
-                    filed_on=e.filed_on,
-                    updated_at=at,
-                )
-                .on_conflict_do_nothing()
+                _CLAIM_INSERT,
+                {
+                    "claim_id": e.claim_id,
+                    "member_id": e.member_id,
+                    "report_id": e.report_id,
+                    "plan_code": e.plan_code,
+                    "benefit": e.benefit.value,
+                    "enrollment_id": e.enrollment_id,
+                    "status": "filed",
+                    "required_documents": e.required_documents,
+                    "missing_documents": e.required_documents,
+                    "incident_on": e.incident_on,
+                    "filed_on": e.filed_on,
+                    "updated_at": at,
+                },
             )
             if e.report_id is not None:
                 await _decided(conn, e.report_id, e.member_id, [], at)
@@ -89,9 +110,8 @@ async def _decided(
     conn: AsyncConnection, report_id: uuid.UUID, member_id: uuid.UUID, reasons: list[str], at: datetime
 ) -> None:
     await conn.execute(
-        insert(t.report_decisions)
-        .values(report_id=report_id, member_id=member_id, reasons=reasons, decided_at=at)
-        .on_conflict_do_nothing()
+        _DECISION_INSERT,
+        {"report_id": report_id, "member_id": member_id, "reasons": reasons, "decided_at": at},
     )
 
 
@@ -193,39 +213,22 @@ async def catalogue_version(conn: AsyncConnection) -> int:
 
 async def report_decided(conn: AsyncConnection, report_id: uuid.UUID) -> bool:
     """Whether the report already has its decision (claims opened, or no coverage)."""
-    found = await conn.scalar(
-        sa.select(t.report_decisions.c.report_id).where(t.report_decisions.c.report_id == report_id)
-    )
+    found = await conn.scalar(_DECIDED, {"report_id": report_id})
     return found is not None
 
 
 async def seen_version(conn: AsyncConnection, member_id: uuid.UUID) -> int:
-    value = await conn.scalar(
-        sa.select(t.coverage_members.c.seen_version).where(t.coverage_members.c.member_id == member_id)
-    )
+    value = await conn.scalar(_SEEN_VERSION, {"member_id": member_id})
     return int(value or 0)
 
 
 async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCoverage | None:
-    member = (
-        (await conn.execute(sa.select(t.coverage_members).where(t.coverage_members.c.member_id == member_id)))
-        .mappings()
-        .first()
-    )
+    args = {"member_id": member_id}
+    member = (await conn.execute(_COVERAGE_MEMBER, args)).mappings().first()
     if member is None or member["joined_on"] is None:
         return None
-    cards = (
-        await conn.execute(
-            sa.select(t.coverage_cards)
-            .where(t.coverage_cards.c.member_id == member_id)
-            .order_by(t.coverage_cards.c.id)
-        )
-    ).mappings()
-    enrollments = (
-        await conn.execute(
-            sa.select(t.coverage_enrollments).where(t.coverage_enrollments.c.member_id == member_id)
-        )
-    ).mappings()
+    cards = (await conn.execute(_COVERAGE_CARDS, args)).mappings()
+    enrollments = (await conn.execute(_COVERAGE_ENROLLMENTS, args)).mappings()
     return MemberCoverage(
         member_id=member_id,
         joined_on=member["joined_on"],

@@ -62,20 +62,24 @@ async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
         await _on_timeline(conn, env, event, member_id)
 
 
+#: Statements on the hot path are built once (SQLAlchemy then reuses their compiled form).
+_TIMELINE_INSERT = pg_insert(member_timeline).on_conflict_do_nothing()
+_REPORT_INSERT = pg_insert(injury_reports).on_conflict_do_nothing()
+
+
 async def _on_timeline(conn: AsyncConnection, env: EventEnvelope, event: DomainEvent, member_id: Any) -> None:
     await conn.execute(
-        pg_insert(member_timeline)
-        .values(
-            event_id=env.event_id,
-            member_id=member_id,
-            occurred_at=env.occurred_at,
-            aggregate_type=env.aggregate_type,
-            aggregate_id=env.aggregate_id,
-            aggregate_version=env.aggregate_version,
-            event_type=env.event_type,
-            data=env.data,
-        )
-        .on_conflict_do_nothing()
+        _TIMELINE_INSERT,
+        {
+            "event_id": env.event_id,
+            "member_id": member_id,
+            "occurred_at": env.occurred_at,
+            "aggregate_type": env.aggregate_type,
+            "aggregate_id": env.aggregate_id,
+            "aggregate_version": env.aggregate_version,
+            "event_type": env.event_type,
+            "data": env.data,
+        },
     )
 
 
@@ -184,19 +188,18 @@ async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: En
 
 async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryReported) -> None:
     await conn.execute(
-        pg_insert(injury_reports)
-        .values(
-            report_id=e.report_id,
-            member_id=e.member_id,
-            occurred_on=e.occurred_on,
-            work_related=e.work_related,
-            traffic_accident=e.traffic_accident,
-            severity=e.severity,
-            reported_on=e.reported_on,
-            member_version=e.member_version,
-            reported_at=env.occurred_at,
-        )
-        .on_conflict_do_nothing()
+        _REPORT_INSERT,
+        {
+            "report_id": e.report_id,
+            "member_id": e.member_id,
+            "occurred_on": e.occurred_on,
+            "work_related": e.work_related,
+            "traffic_accident": e.traffic_accident,
+            "severity": e.severity,
+            "reported_on": e.reported_on,
+            "member_version": e.member_version,
+            "reported_at": env.occurred_at,
+        },
     )
 
 

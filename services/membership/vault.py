@@ -20,6 +20,9 @@ from services.membership.tables import card_numbers, injury_details, member_iden
 from shared.aggregate import Conflict
 from shared.crypto import FieldCipher, mask
 
+#: Built once, reused compiled (every injury report runs it).
+_DETAILS_INSERT = sa.insert(injury_details)
+
 
 @dataclass(frozen=True)
 class MaskedIdentity:
@@ -132,17 +135,20 @@ class Vault:
         self, conn: AsyncConnection, report_id: str, member_id: str, details: InjuryDetails
     ) -> None:
         await conn.execute(
-            sa.insert(injury_details).values(
-                report_id=uuid.UUID(report_id),
-                member_id=uuid.UUID(member_id),
-                description_enc=self._cipher.encrypt(details.description, f"injury.description:{report_id}"),
-                diagnosis_enc=self._cipher.encrypt(details.diagnosis, f"injury.diagnosis:{report_id}"),
-                hospital_enc=(
+            _DETAILS_INSERT,
+            {
+                "report_id": uuid.UUID(report_id),
+                "member_id": uuid.UUID(member_id),
+                "description_enc": self._cipher.encrypt(
+                    details.description, f"injury.description:{report_id}"
+                ),
+                "diagnosis_enc": self._cipher.encrypt(details.diagnosis, f"injury.diagnosis:{report_id}"),
+                "hospital_enc": (
                     self._cipher.encrypt(details.hospital, f"injury.hospital:{report_id}")
                     if details.hospital
                     else None
                 ),
-            )
+            },
         )
 
     async def injury_details(self, conn: AsyncConnection, report_id: uuid.UUID) -> InjuryDetails | None:
