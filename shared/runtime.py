@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import uuid
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shared.auth import Principal, TokenAuthority
 from shared.crypto import FieldCipher
+from shared.edge import EdgeMiddleware
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
@@ -32,6 +34,7 @@ from shared.inbox import InboxConsumer
 from shared.kafka import ensure_topics
 from shared.locks import LockSpace, xact_lock_sql
 from shared.migrations import upgrade_to_head
+from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings
 from shared.tables import idempotency_keys
@@ -72,7 +75,7 @@ class ServiceRuntime:
             pool_recycle=1800,
             hide_parameters=True,  # error messages (and so logs) never carry bound values
         )
-        self.store = EventStore(self.name, self.registry)
+        self.store = EventStore(self.name, self.registry, max_event_bytes=self.settings.max_event_bytes)
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
         self.broker = KafkaBroker(self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
         self.relay = OutboxRelay(
@@ -218,12 +221,28 @@ class ServiceRuntime:
             ok = all(checks.values())
             return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
+        metrics_token = self.settings.metrics_token.encode()
+
         @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
+        async def metrics(request: Request) -> Response:
+            # Its own token (UNION_METRICS_TOKEN), not an API token: Prometheus reads counters,
+            # never members. The header is compared in constant time.
+            presented = request.headers.get("authorization", "")
+            scheme, _, token = presented.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), metrics_token):
+                raise ProblemError(
+                    401,
+                    "Unauthorized",
+                    "metrics need UNION_METRICS_TOKEN",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
         for router in routers:
             app.include_router(router, prefix="/v1")
+        # Outermost of our middleware: it sees every request first and every escaped exception.
+        app.add_middleware(EdgeMiddleware, max_body_bytes=self.settings.max_body_bytes)
+        document_security_and_problems(app)
         return app
 
     async def command(
