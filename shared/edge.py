@@ -2,8 +2,9 @@
 
 In this order, before any route reads a byte of the body:
 
-1. NUL (U+0000) in the path or the query string -> 422 naming the parameter (PostgreSQL cannot
-   store NUL in text, so it used to be a 500 wherever a route forgot to refuse it);
+1. NUL (U+0000) in the query string -> 422 naming the parameter (PostgreSQL cannot store NUL in
+   text, so it used to be a 500 wherever a route forgot to refuse it); in a path parameter, the
+   app-wide dependency ``refuse_nul_in_path_params`` does the same once the route is known;
 2. ``/v1`` calls are authenticated: anonymous ``{bad`` is a 401, not a 422 (roles stay with the
    routes, which check them before validating the body);
 3. the body is capped at ``max_body_bytes`` while it streams (Content-Length first, then counted,
@@ -21,6 +22,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fastapi import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,8 +143,10 @@ class EdgeMiddleware:
     async def _screen(self, scope: Scope, receive: Receive) -> Receive:
         """Raise ProblemError to refuse; return the ``receive`` the app should read the body from."""
         path: str = scope.get("path", "")
-        if "\x00" in path:
-            raise _invalid(self._path_param_with_nul(scope), "path", "must not contain NUL characters")
+        if "\x00" in path and not path.startswith(self.prefix + "/"):
+            raise _invalid("path", "path", "must not contain NUL characters")
+        # Under /v1 a NUL in the path is refused once routed, naming the parameter:
+        # ``refuse_nul_in_path_params`` (an app-wide dependency).
         query = scope.get("query_string", b"").decode("latin-1")
         if "%00" in query or "\x00" in query:
             for name, value in parse_qsl(query, keep_blank_values=True):
@@ -196,16 +200,27 @@ class EdgeMiddleware:
         if nul is not None:
             raise _invalid(nul[:200].replace("\x00", ""), "body", "must not contain NUL characters (U+0000)")
 
-    def _path_param_with_nul(self, scope: Scope) -> str:
-        """Name the path parameter that holds the NUL, from the route the path would match."""
-        app = scope.get("app")
-        for route in getattr(getattr(app, "router", None), "routes", []):
-            match, child = route.matches(scope)
-            if match is not Match.NONE:
-                for name, value in child.get("path_params", {}).items():
-                    if isinstance(value, str) and "\x00" in value:
-                        return str(name)
-        return "path"
+
+async def refuse_nul_in_path_params(request: Request) -> None:
+    """App-wide dependency: a path parameter holding NUL is 422 naming it (``/plans/a%00b``)."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise _invalid(name, "path", "must not contain NUL characters (U+0000)")
+
+
+def allowed_methods(scope: Scope) -> str:
+    """Every method some route serves at this path, for a 405's Allow header: FastAPI has one
+    route per method, and the 405 of the first route matching the path listed only its own."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", [])
+    allowed = {
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -220,4 +235,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-

@@ -70,20 +70,6 @@ def _bounded(text: str) -> str:
 _TITLES = {404: "Not Found", 409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content"}
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path: FastAPI has one route per method, and the
-    405 of the first one that matched the path listed only its own (GET, not PUT)."""
-    path = request.scope.get("path", "")
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path) and getattr(route, "methods", None):
-            methods |= set(route.methods)
-    if "GET" in methods:
-        methods.add("HEAD")
-    return ", ".join(sorted(methods))
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -146,7 +132,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
+            from shared.edge import allowed_methods  # edge imports this module
+
+            headers["Allow"] = allowed_methods(request.scope)
         return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers or None)
 
     # Unexpected exceptions are answered by shared.edge.EdgeMiddleware (500 problem+json, type-only

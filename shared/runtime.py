@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shared.auth import Principal, TokenAuthority
 from shared.crypto import FieldCipher
-from shared.edge import EdgeMiddleware
+from shared.edge import EdgeMiddleware, refuse_nul_in_path_params
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
@@ -192,7 +192,12 @@ class ServiceRuntime:
             finally:
                 await self.stop()
 
-        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        app = FastAPI(
+            title=title,
+            version=version,
+            lifespan=lifespan,
+            dependencies=[Depends(refuse_nul_in_path_params)],
+        )
         app.state.runtime = self
         app.state.auth = TokenAuthority(self.settings.tokens())
         install_problem_handlers(app)
