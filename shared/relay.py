@@ -63,6 +63,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     CorruptRecordException,
     InvalidTimestampError,
 )
+#: After a permanent delivery error, this many rows are sent one at a time to find the culprit.
+ISOLATION_ROWS = 100
 #: How often the leader recounts held-back rows for the gauge (an operator may release them).
 HELD_REFRESH_SECONDS = 15.0
 
@@ -124,6 +126,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
         self._held_counted_at = float("-inf")
+        self._isolating = False  # set by a permanent delivery error: find the record it was
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set. Every failure is retried; only cancellation ends it early."""
@@ -174,15 +177,19 @@ class OutboxRelay:
         call. PostgreSQL renders each envelope's JSON itself (``_PENDING``): the relay only moves
         bytes, which is what keeps it near the speed of a bare producer.
 
-        A record refused for good (``is_permanent``) holds back its stream: later rows of that
-        stream in this batch are not sent (its order is kept), and ``_PENDING`` skips it from then
-        on. A transient failure ends the batch as before: the confirmed prefix is deleted, the
-        error raised, and the rest retried with backoff.
+        A record ``send()`` refuses for good (``is_permanent``: over the producer's size limit)
+        holds back its stream at once: its later rows in this batch are not sent (its order is
+        kept), and ``_PENDING`` skips it from then on. A failure on a delivery future ends the
+        batch as before: the confirmed prefix is deleted, the error raised, the rest retried with
+        backoff. The broker refuses a whole record batch, not one record, so a permanent error
+        there only says "one of these": the next pass isolates, one row at a time.
         """
         rows = await conn.fetch(_PENDING, self.store.producer, self.batch_size)
         if not rows:
             await self._count_held(conn)
             return 0
+        if self._isolating:
+            return await self._publish_one_by_one(conn, producer, rows[:ISOLATION_ROWS])
         futures: list[asyncio.Future[object]] = []
         sent: list[Any] = []
         held: dict[str, tuple[Any, BaseException]] = {}
@@ -193,19 +200,7 @@ class OutboxRelay:
                 skipped += 1
                 continue
             try:
-                futures.append(
-                    await producer.send(
-                        self.topic,
-                        value=row["value"].encode(),
-                        key=row["stream_id"].encode(),
-                        headers=[
-                            ("event_type", row["event_type"].encode()),
-                            ("event_id", row["event_id"].encode()),
-                            ("schema_version", str(row["schema_version"]).encode()),
-                            ("correlation_id", row["correlation_id"].encode()),
-                        ],
-                    )
-                )
+                futures.append(await self._send(producer, row))
                 sent.append(row)
             except Exception as exc:
                 if is_permanent(exc):
@@ -217,22 +212,64 @@ class OutboxRelay:
         confirmed: list[int] = []
         for row, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
-                if failure is None and is_permanent(result):
-                    # Rows of this stream sent after it and confirmed are on Kafka already:
-                    # deleting them is right (resending would only duplicate them).
-                    held.setdefault(row["stream_id"], (row, result))
-                    continue
+                if is_permanent(result):
+                    self._isolating = True
                 failure = failure or result
                 break
             confirmed.append(row["position"])
+        await self._settle(conn, confirmed, held)
+        if failure is not None:
+            raise failure
+        return len(confirmed) + len(held) + skipped
+
+    async def _publish_one_by_one(self, conn: Any, producer: AIOKafkaProducer, rows: list[Any]) -> int:
+        """Find the record the broker refuses: each row alone, awaited before the next (slow, so
+        only for the few rows after a permanent delivery error; then back to batches)."""
+        confirmed: list[int] = []
+        held: dict[str, tuple[Any, BaseException]] = {}
+        skipped = 0
+        failure: BaseException | None = None
+        for row in rows:
+            if row["stream_id"] in held:
+                skipped += 1
+                continue
+            try:
+                await (await self._send(producer, row))
+            except Exception as exc:
+                if is_permanent(exc):
+                    held[row["stream_id"]] = (row, exc)
+                    continue
+                failure = exc
+                break
+            confirmed.append(row["position"])
+        await self._settle(conn, confirmed, held)
+        if failure is not None:
+            raise failure
+        self._isolating = False
+        return len(confirmed) + len(held) + skipped
+
+    async def _send(self, producer: AIOKafkaProducer, row: Any) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = await producer.send(
+            self.topic,
+            value=row["value"].encode(),
+            key=row["stream_id"].encode(),
+            headers=[
+                ("event_type", row["event_type"].encode()),
+                ("event_id", row["event_id"].encode()),
+                ("schema_version", str(row["schema_version"]).encode()),
+                ("correlation_id", row["correlation_id"].encode()),
+            ],
+        )
+        return future
+
+    async def _settle(
+        self, conn: Any, confirmed: list[int], held: dict[str, tuple[Any, BaseException]]
+    ) -> None:
         if confirmed:
             await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", confirmed)
             PUBLISHED.labels(self.topic).inc(len(confirmed))
         if held:
             await self._hold(conn, held)
-        if failure is not None:
-            raise failure
-        return len(confirmed) + len(held) + skipped
 
     async def _hold(self, conn: Any, held: dict[str, tuple[Any, BaseException]]) -> None:
         """Record held streams, count them for the gauge and log an alert (no payload: only ids,
