@@ -218,8 +218,6 @@ def allowed_methods(scope: Scope) -> str:
         for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
         if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
     }
-    if "GET" in allowed:
-        allowed.add("HEAD")
     return ", ".join(sorted(allowed))
 
 

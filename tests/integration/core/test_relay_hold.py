@@ -154,3 +154,30 @@ async def _queued_is(engine: AsyncEngine, n: int) -> bool:
 
 async def _held_count_is(engine: AsyncEngine, n: int) -> bool:
     return len(await held(engine)) == n
+
+
+def test_the_ops_command_lists_and_resolves_held_streams(database_url: str) -> None:
+    """`python -m services.claims ops held ...` on a fresh database (it migrates it first)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.kafka_broker import REPO
+
+    env = {**os.environ, "CLAIMS_DATABASE_URL": database_url}
+
+    def ops_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.claims", "ops", "held", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = ops_cli("list")
+    assert listed.returncode == 0 and "no held streams" in listed.stdout, listed.stderr
+    missing = ops_cli("release", "no-such-stream")
+    assert missing.returncode == 1 and "not held" in missing.stdout
+    assert ops_cli("drop", "no-such-stream").returncode == 1
