@@ -75,7 +75,7 @@ MoneyText = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", description="C
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 #: A free-text query parameter (a name to search for, a code to filter on).
-QueryText = Annotated[str, Query(min_length=1, max_length=100), AfterValidator(no_nul)]
+QueryText = Annotated[str, Query(max_length=100), AfterValidator(no_nul)]
 
 
 class RequestBody(BaseModel):
