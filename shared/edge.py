@@ -12,7 +12,8 @@ In this order, before any route reads a byte of the body:
 4. a JSON body with a duplicate key (``{"national_id": "x", "national_id": "..."}`` used to mean
    "last wins") or a NUL in any string -> 422 naming the field;
 5. any exception nothing else handled -> 500 problem+json on the same connection, logged by type
-   and route template only (messages and tracebacks can carry personal data).
+   and route template only (messages and tracebacks can carry personal data); a transient one
+   (database or network away, the same classification the consumers use) -> 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import TokenAuthority
 from shared.http import ProblemError, problem
+from shared.inbox import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +131,20 @@ class EdgeMiddleware:
         except Exception as exc:
             # Type and route template only: the message of a database error can quote the input.
             route = getattr(scope.get("route"), "path", None) or "(unrouted)"
-            log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), route)
-            if not started:
+            if is_transient(exc):
+                # The database (or network) is away for a moment: nothing wrong with the request.
+                log.warning("unavailable: %s on %s %s", type(exc).__name__, scope.get("method"), route)
+                response = problem(
+                    503,
+                    "Service Unavailable",
+                    "a backing service is briefly unreachable; try again",
+                    headers={"Retry-After": "1"},
+                    code="temporarily_unavailable",
+                )
+            else:
+                log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), route)
                 response = problem(500, "Internal Server Error", "unexpected error; see server logs")
+            if not started:
                 await response(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, exc: ProblemError) -> None:

@@ -44,6 +44,7 @@ _ERRORS = {
     "409": "Conflicts with the current state (see `code`)",
     "413": "Request body or resulting event too large",
     "422": "Invalid input; `errors` names each field",
+    "503": "The database or broker is briefly unreachable; retry after `Retry-After` seconds",
 }
 _BODY_METHODS = {"post", "put", "patch", "delete"}
 

@@ -30,6 +30,10 @@ def server(caplog: pytest.LogCaptureFixture) -> Iterator[int]:
     async def boom() -> None:
         raise RuntimeError(f"duplicate key value (national_id)=({SECRET})")
 
+    @app.get("/away")
+    async def away() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="info"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -79,3 +83,11 @@ def test_unexpected_error_is_500_problem_on_a_kept_connection(
     assert "unhandled RuntimeError on GET /boom" in logged
     assert SECRET not in logged and "Traceback" not in logged
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_backing_service_away_is_503_with_retry_after(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as sock:
+        sock.sendall(b"GET /away HTTP/1.1\r\nHost: test\r\n\r\n")
+        status, headers, body = _read_response(sock)
+    assert status.startswith("HTTP/1.1 503") and headers["retry-after"] == "1"
+    assert json.loads(body)["code"] == "temporarily_unavailable"
