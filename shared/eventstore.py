@@ -58,6 +58,27 @@ class ConcurrencyError(Exception):
         self.expected_version = expected_version
 
 
+#: Default ceiling for one event's ``data`` as JSON. Kafka's default max.message.bytes is about
+#: 1 MB; the envelope and headers add well under 1 KB, so 256 KiB leaves a wide margin.
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+
+
+class EventTooLarge(Exception):
+    """An event's data is over the configured size: refused at append, before it is stored,
+    because the broker would refuse it for ever and the relay could never publish it."""
+
+    def __init__(self, event_type: str, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{event_type} data is {size} bytes (max {limit}), mostly {field!r}")
+        self.event_type, self.field, self.size, self.limit = event_type, field, size, limit
+
+
+def _largest_field(data: dict[str, Any]) -> str:
+    """The top-level field that takes the most room (usually the request field to blame)."""
+    if not data:
+        return "data"
+    return max(data, key=lambda k: len(json.dumps(data[k], separators=(",", ":"), default=str)))
+
+
 class DuplicateEventError(Exception):
     """An event with this event_id is already stored."""
 
@@ -78,9 +99,12 @@ class Snapshot:
 class EventStore:
     """Stateless: every call takes the connection (and so the transaction) it must work in."""
 
-    def __init__(self, producer: str, registry: EventRegistry) -> None:
+    def __init__(
+        self, producer: str, registry: EventRegistry, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
         self.producer = producer
         self.registry = registry
+        self.max_event_bytes = max_event_bytes
 
     def envelopes(
         self,
@@ -119,6 +143,13 @@ class EventStore:
         """
         if not batch:
             return []
+        data = [json.dumps(e.data, separators=(",", ":")) for e in batch]
+        for envelope, text in zip(batch, data, strict=True):
+            # ASCII-escaped JSON: at least as long as the UTF-8 the relay sends, so a safe measure.
+            if len(text) > self.max_event_bytes:
+                raise EventTooLarge(
+                    envelope.event_type, _largest_field(envelope.data), len(text), self.max_event_bytes
+                )
         params = {
             "event_id": [e.event_id for e in batch],
             "stream_type": [e.aggregate_type for e in batch],
@@ -129,7 +160,7 @@ class EventStore:
             "occurred_at": [e.occurred_at for e in batch],
             "correlation_id": [e.correlation_id for e in batch],
             "causation_id": [e.causation_id for e in batch],
-            "data": [json.dumps(e.data, separators=(",", ":")) for e in batch],
+            "data": data,
         }
         stmt = _APPEND
         try:

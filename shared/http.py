@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.aggregate import DomainError
-from shared.eventstore import ConcurrencyError
+from shared.eventstore import ConcurrencyError, EventTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,27 @@ def problem(
         "type": f"https://union.example/problems/{code or status}",
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": _bounded(detail),
     }
     if code:
         body["code"] = code
     if errors:
-        body["errors"] = errors
+        body["errors"] = [
+            {k: _bounded(v) if isinstance(v, str) else v for k, v in e.items()} for e in errors[:MAX_ERRORS]
+        ]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-_TITLES = {404: "Not Found", 409: "Conflict", 422: "Unprocessable Content"}
+#: An error answer never echoes more than this much of anything the client sent.
+MAX_ECHO = 200
+MAX_ERRORS = 20
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+
+
+_TITLES = {404: "Not Found", 409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content"}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -83,6 +94,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             code="concurrent_update",
         )
 
+    @app.exception_handler(EventTooLarge)
+    async def _too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
+        # Kafka refuses messages over its max.message.bytes: an event that big must never be
+        # stored, or it would sit at the head of the outbox for ever.
+        return problem(
+            413,
+            "Content Too Large",
+            f"the change is too large to record ({exc.size} bytes of event data, max {exc.limit})",
+            errors=[{"field": exc.field, "message": f"too large: an event may hold {exc.limit} bytes"}],
+            code="event_too_large",
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -92,6 +115,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                 "location": str(err["loc"][0]),
                 "message": err["msg"],
                 "type": err["type"],
+                # Never ``input``: it would echo whatever was sent, however large.
             }
             for err in exc.errors()
         ]
@@ -105,13 +129,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(
-            exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None)
-        )
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            from shared.edge import allowed_methods  # edge imports this module
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Type only: messages and payloads may carry personal data.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return problem(500, "Internal Server Error", "unexpected error; see server logs")
+            headers["Allow"] = allowed_methods(request.scope)
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers or None)
+
+    # Unexpected exceptions are answered by shared.edge.EdgeMiddleware (500 problem+json, type-only
+    # log line, connection kept), not by a handler here: Starlette re-raises from those to uvicorn.

@@ -56,6 +56,14 @@ def drop_consumer_tables(bind: sa.engine.Connection) -> None:
     bind.execute(sa.text("DROP TABLE IF EXISTS consumer_parked, consumer_streams"))
 
 
+def create_outbox_held(bind: sa.engine.Connection) -> None:
+    """For databases made before ``outbox_held`` existed; a new database already has it (the
+    first migration creates the core tables as they are now)."""
+    from shared.tables import outbox_held
+
+    outbox_held.create(bind, checkfirst=True)
+
+
 def drop_core_tables(bind: sa.engine.Connection) -> None:
     bind.execute(sa.text("DROP FUNCTION IF EXISTS outbox_notify() CASCADE"))
     core_metadata.drop_all(bind)

@@ -8,7 +8,10 @@ Guarantees, and what gives them:
 - order per aggregate: one leader per topic (a PostgreSQL advisory lock), rows sent in position
   order through an idempotent producer, and only the acknowledged *prefix* of a batch deleted;
 - Kafka down: the batch is retried with capped exponential backoff; writers never notice;
-- prompt: appends NOTIFY on commit; the relay also polls as a safety net.
+- prompt: appends NOTIFY on commit; the relay also polls as a safety net;
+- a record Kafka refuses for good (too large, invalid) holds back only its own aggregate: the
+  stream goes into ``outbox_held`` and its rows are skipped until an operator releases or drops
+  it (``python -m services.<name> ops held ...``), so every other aggregate keeps flowing.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +45,32 @@ log = logging.getLogger(__name__)
 PUBLISHED = Counter("relay_events_published_total", "Events confirmed on Kafka", ["topic"])
 FAILURES = Counter("relay_publish_failures_total", "Failed publish attempts", ["topic"])
 LEADER = Gauge("relay_is_leader", "1 while this process holds the relay lock", ["topic"])
+HELD_BACK = Gauge(
+    "relay_held_back_events",
+    "Outbox events not published because Kafka refused an event of their aggregate (alert if > 0)",
+    ["topic"],
+)
+REFUSED = Counter(
+    "relay_records_refused_total", "Events Kafka refused permanently (their aggregate is held)", ["topic"]
+)
+
+#: Kafka will refuse these records however often they are sent; everything else (timeouts, a
+#: broker away, no leader) is transient and retried with backoff as before.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
+#: After a permanent delivery error, this many rows are sent one at a time to find the culprit.
+ISOLATION_ROWS = 100
+#: How often the leader recounts held-back rows for the gauge (an operator may release them).
+HELD_REFRESH_SECONDS = 15.0
+
+
+def is_permanent(exc: BaseException) -> bool:
+    return isinstance(exc, PERMANENT_ERRORS)
 
 
 #: The oldest queued events with their envelope JSON (shared/envelope.py's fields) built by the
@@ -49,8 +86,19 @@ SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.sc
            'data', e.data
        )::text AS value
 FROM outbox o JOIN events e ON e.position = o.position
+WHERE NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
 ORDER BY o.position
 LIMIT $2
+"""
+
+_HOLD = """
+INSERT INTO outbox_held (stream_id, position, event_type, value_bytes, error)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO NOTHING
+"""
+
+_HELD_COUNT = """
+SELECT count(*) FROM outbox o JOIN events e ON e.position = o.position
+WHERE EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
 """
 
 
@@ -77,6 +125,8 @@ class OutboxRelay:
         self._producer_factory = producer_factory or (lambda: reliable_producer(bootstrap_servers))
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self._held_counted_at = float("-inf")
+        self._isolating = False  # set by a permanent delivery error: find the record it was
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set. Every failure is retried; only cancellation ends it early."""
@@ -123,48 +173,131 @@ class OutboxRelay:
                 stopper.cancel()
 
     async def publish_batch(self, producer: AIOKafkaProducer, conn: Any) -> int:
-        """Publish the oldest outbox rows once; delete those Kafka confirmed. Returns how many.
+        """Publish the oldest outbox rows once; delete those Kafka confirmed. Returns how many rows
+        it is done with (confirmed, or held back with their aggregate).
 
         ``conn`` is the leader's own asyncpg session: if it dies, the lock is gone, and so is this
         call. PostgreSQL renders each envelope's JSON itself (``_PENDING``): the relay only moves
         bytes, which is what keeps it near the speed of a bare producer.
+
+        A record ``send()`` refuses for good (``is_permanent``: over the producer's size limit)
+        holds back its stream at once: its later rows in this batch are not sent (its order is
+        kept), and ``_PENDING`` skips it from then on. A failure on a delivery future ends the
+        batch as before: the confirmed prefix is deleted, the error raised, the rest retried with
+        backoff. The broker refuses a whole record batch, not one record, so a permanent error
+        there only says "one of these": the next pass isolates, one row at a time.
         """
         rows = await conn.fetch(_PENDING, self.store.producer, self.batch_size)
         if not rows:
+            await self._count_held(conn)
             return 0
+        if self._isolating:
+            return await self._publish_one_by_one(conn, producer, rows[:ISOLATION_ROWS])
         futures: list[asyncio.Future[object]] = []
+        sent: list[Any] = []
+        held: dict[str, tuple[Any, BaseException]] = {}
+        skipped = 0
         failure: BaseException | None = None
         for row in rows:
+            if row["stream_id"] in held:
+                skipped += 1
+                continue
             try:
-                futures.append(
-                    await producer.send(
-                        self.topic,
-                        value=row["value"].encode(),
-                        key=row["stream_id"].encode(),
-                        headers=[
-                            ("event_type", row["event_type"].encode()),
-                            ("event_id", row["event_id"].encode()),
-                            ("schema_version", str(row["schema_version"]).encode()),
-                            ("correlation_id", row["correlation_id"].encode()),
-                        ],
-                    )
-                )
+                futures.append(await self._send(producer, row))
+                sent.append(row)
             except Exception as exc:
+                if is_permanent(exc):
+                    held[row["stream_id"]] = (row, exc)
+                    continue
                 failure = exc
                 break
         results = await asyncio.gather(*futures, return_exceptions=True)
         confirmed: list[int] = []
-        for row, result in zip(rows, results, strict=False):
+        for row, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
+                if is_permanent(result):
+                    self._isolating = True
                 failure = failure or result
                 break
             confirmed.append(row["position"])
+        await self._settle(conn, confirmed, held)
+        if failure is not None:
+            raise failure
+        return len(confirmed) + len(held) + skipped
+
+    async def _publish_one_by_one(self, conn: Any, producer: AIOKafkaProducer, rows: list[Any]) -> int:
+        """Find the record the broker refuses: each row alone, awaited before the next (slow, so
+        only for the few rows after a permanent delivery error; then back to batches)."""
+        confirmed: list[int] = []
+        held: dict[str, tuple[Any, BaseException]] = {}
+        skipped = 0
+        failure: BaseException | None = None
+        for row in rows:
+            if row["stream_id"] in held:
+                skipped += 1
+                continue
+            try:
+                await (await self._send(producer, row))
+            except Exception as exc:
+                if is_permanent(exc):
+                    held[row["stream_id"]] = (row, exc)
+                    continue
+                failure = exc
+                break
+            confirmed.append(row["position"])
+        await self._settle(conn, confirmed, held)
+        if failure is not None:
+            raise failure
+        self._isolating = False
+        return len(confirmed) + len(held) + skipped
+
+    async def _send(self, producer: AIOKafkaProducer, row: Any) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = await producer.send(
+            self.topic,
+            value=row["value"].encode(),
+            key=row["stream_id"].encode(),
+            headers=[
+                ("event_type", row["event_type"].encode()),
+                ("event_id", row["event_id"].encode()),
+                ("schema_version", str(row["schema_version"]).encode()),
+                ("correlation_id", row["correlation_id"].encode()),
+            ],
+        )
+        return future
+
+    async def _settle(
+        self, conn: Any, confirmed: list[int], held: dict[str, tuple[Any, BaseException]]
+    ) -> None:
         if confirmed:
             await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", confirmed)
             PUBLISHED.labels(self.topic).inc(len(confirmed))
-        if failure is not None:
-            raise failure
-        return len(confirmed)
+        if held:
+            await self._hold(conn, held)
+
+    async def _hold(self, conn: Any, held: dict[str, tuple[Any, BaseException]]) -> None:
+        """Record held streams, count them for the gauge and log an alert (no payload: only ids,
+        the event type, its size and the exception type)."""
+        for stream_id, (row, exc) in held.items():
+            size = len(row["value"].encode())
+            await conn.execute(_HOLD, stream_id, row["position"], row["event_type"], size, type(exc).__name__)
+            REFUSED.labels(self.topic).inc()
+            log.error(
+                "ALERT relay for %s: Kafka refused event at position %d (%s, %d bytes, %s) for good; "
+                "holding back aggregate %s until `ops held release` or `ops held drop`",
+                self.topic,
+                row["position"],
+                row["event_type"],
+                size,
+                type(exc).__name__,
+                stream_id,
+            )
+        await self._count_held(conn, force=True)
+
+    async def _count_held(self, conn: Any, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._held_counted_at >= HELD_REFRESH_SECONDS:
+            self._held_counted_at = now
+            HELD_BACK.labels(self.topic).set(int(await conn.fetchval(_HELD_COUNT)))
 
     @contextlib.asynccontextmanager
     async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import uuid
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from shared.auth import Principal, TokenAuthority
 from shared.consumer import KafkaConsumerLoop
 from shared.crypto import FieldCipher
+from shared.edge import EdgeMiddleware, refuse_nul_in_path_params
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
@@ -32,6 +34,7 @@ from shared.inbox import InboxConsumer, LockPlan, Reaction
 from shared.kafka import ensure_topics
 from shared.locks import LockSpace, xact_lock_sql
 from shared.migrations import upgrade_to_head
+from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings
 from shared.tables import idempotency_keys
@@ -81,7 +84,7 @@ class ServiceRuntime:
             hide_parameters=True,  # error messages (and so logs) never carry bound values
             connect_args=loopback_without_tls(self.settings.database_url),
         )
-        self.store = EventStore(self.name, self.registry)
+        self.store = EventStore(self.name, self.registry, max_event_bytes=self.settings.max_event_bytes)
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
         self.relay = OutboxRelay(
             self.engine,
@@ -217,7 +220,12 @@ class ServiceRuntime:
             finally:
                 await self.stop()
 
-        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        app = FastAPI(
+            title=title,
+            version=version,
+            lifespan=lifespan,
+            dependencies=[Depends(refuse_nul_in_path_params)],
+        )
         app.state.runtime = self
         app.state.auth = TokenAuthority(self.settings.tokens())
         install_problem_handlers(app)
@@ -251,12 +259,28 @@ class ServiceRuntime:
             checks = await self.health()
             return JSONResponse({"ready": checks["database"], "checks": checks})
 
+        metrics_token = self.settings.metrics_token.encode()
+
         @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
+        async def metrics(request: Request) -> Response:
+            # Its own token (UNION_METRICS_TOKEN), not an API token: Prometheus reads counters,
+            # never members. The header is compared in constant time.
+            presented = request.headers.get("authorization", "")
+            scheme, _, token = presented.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), metrics_token):
+                raise ProblemError(
+                    401,
+                    "Unauthorized",
+                    "metrics need UNION_METRICS_TOKEN",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
         for router in routers:
             app.include_router(router, prefix="/v1")
+        # Outermost of our middleware: it sees every request first and every escaped exception.
+        app.add_middleware(EdgeMiddleware, max_body_bytes=self.settings.max_body_bytes)
+        document_security_and_problems(app)
         return app
 
     async def command(

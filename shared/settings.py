@@ -19,6 +19,8 @@ LOCAL_TOKENS: dict[str, str] = {
 }
 #: A 32-byte key everybody knows (it is in the source), so only good for local runs.
 LOCAL_KEY = base64.b64encode(b"local-development-key-not-secret").decode()
+#: The documented local token Prometheus presents for /metrics. Never accepted in production mode.
+LOCAL_METRICS_TOKEN = "local-metrics-token"  # noqa: S105 - documented, local only
 LOCAL_DB_PASSWORD_SUFFIX = "-local"  # noqa: S105 - the documented local-only password
 
 
@@ -47,6 +49,12 @@ class CommonSettings(BaseSettings):
     #: test runs) share one Kafka cluster without joining each other's groups.
     consumer_group_prefix: str = ""
     relay_poll_interval: float = 1.0
+    #: Requests with a larger body are refused with 413 while they stream (never read whole).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: One event's data may hold at most this many bytes (Kafka's default limit is ~1 MB).
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024)
+    #: Bearer token Prometheus presents on /metrics (the API tokens are not accepted there).
+    metrics_token: str = LOCAL_METRICS_TOKEN
 
     def tokens(self) -> dict[str, str]:
         if not self.api_tokens:
@@ -68,6 +76,8 @@ class CommonSettings(BaseSettings):
             problems = []
             if not self.api_tokens or set(self.tokens()) & set(LOCAL_TOKENS):
                 problems.append("UNION_API_TOKENS must be set, without the local tokens")
+            if not self.metrics_token or self.metrics_token == LOCAL_METRICS_TOKEN:
+                problems.append("UNION_METRICS_TOKEN must be set to a secret token")
             if self.pii_key == LOCAL_KEY:
                 problems.append("UNION_PII_KEY must be set to a secret key")
             problems.extend(self._production_problems())

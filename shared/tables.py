@@ -38,6 +38,20 @@ outbox = sa.Table(
     ),
 )
 
+#: Aggregates whose publishing is held back: Kafka refused one of their events for good (too
+#: large, invalid). The relay skips every outbox row of a held stream, so that stream's order is
+#: kept and every other stream flows on; an operator releases or drops it (``ops held``).
+outbox_held = sa.Table(
+    "outbox_held",
+    core_metadata,
+    sa.Column("stream_id", sa.Text, primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),  # the refused event
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("value_bytes", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),  # the exception type only, never a message
+    sa.Column("held_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
 #: Events a consumer has already handled (or dead-lettered): the deduplication record.
 inbox = sa.Table(
     "inbox",

@@ -17,6 +17,7 @@ from services.claims import domain, handlers
 from services.claims import tables as t
 from shared.aggregate import NotFound
 from shared.auth import READERS, WRITERS, Principal, require
+from shared.requests import NO_NUL, Code, Limit, Money, QueryText, chars, items
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -30,21 +31,23 @@ class Strict(BaseModel):
 
 
 class DocumentsIn(Strict):
-    documents: list[str] = Field(min_length=1, description="checklist codes received (copies)")
+    documents: Annotated[list[Code], items(50, min_length=1)] = Field(
+        description="checklist codes received (copies)"
+    )
 
 
 class ApproveIn(Strict):
-    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2, description="CNY")
+    amount: Money
 
 
 class RejectIn(Strict):
     reason_code: domain.RejectionReason
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, chars(500, min_length=0, strip=False), NO_NUL] | None = None
 
 
 class IllnessClaimIn(Strict):
     member_id: uuid.UUID
-    plan_code: str = Field(min_length=1, max_length=64)
+    plan_code: Code
     enrollment_id: uuid.UUID
     incident_on: date = Field(description="date of diagnosis or admission")
 
@@ -90,9 +93,9 @@ async def list_claims(
     _: Reader,
     report_id: uuid.UUID | None = None,
     member_id: uuid.UUID | None = None,
-    status: str | None = None,
-    plan_code: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    status: QueryText | None = None,
+    plan_code: QueryText | None = None,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     q = sa.select(t.claims).order_by(t.claims.c.filed_on, t.claims.c.plan_code).limit(limit)
     for column, value in (

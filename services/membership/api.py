@@ -12,12 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.membership import domain, handlers, views
@@ -27,6 +26,20 @@ from shared.auth import READERS, WRITERS, Principal, Role, require
 from shared.contracts.common import Gender, InjurySeverity
 from shared.contracts.membership import LeaveReason, UnionLevel
 from shared.contracts.plans import Plan
+from shared.requests import (
+    NO_NUL,
+    Code,
+    Limit,
+    LongText,
+    Money,
+    Offset,
+    QueryText,
+    RequestBody,
+    Secret,
+    Text,
+    chars,
+    items,
+)
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -45,13 +58,6 @@ def _iso_date_only(value: Any) -> Any:
 
 
 Day = Annotated[date, BeforeValidator(_iso_date_only)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Secret = Annotated[str, StringConstraints(max_length=40)]  # national ID, phone, card number
-
-
-class RequestBody(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 class UnionIn(RequestBody):
@@ -62,7 +68,7 @@ class UnionIn(RequestBody):
 
 class MemberIn(RequestBody):
     union_id: uuid.UUID
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    full_name: Annotated[str, chars(100), NO_NUL]
     gender: Gender
     birth_date: Day
     national_id: Secret
@@ -101,11 +107,11 @@ class CardReplaceIn(RequestBody):
 
 
 class EnrollmentIn(RequestBody):
-    plan_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    plan_code: Code
     # The upper bound only keeps the number in a database integer; plans set no maximum yet.
     shares: Annotated[StrictInt, Field(ge=1, le=10_000)]
     starts_on: Day
-    price_level: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)] | None = None
+    price_level: Money | None = None
     ends_on: Day | None = None
 
 
@@ -122,6 +128,23 @@ class InjuryReportIn(RequestBody):
     hospital: Text | None = None
     traffic_accident: StrictBool = False
     severity: InjurySeverity = InjurySeverity.INJURY
+
+
+class PlanIn(Plan):
+    """A plan as staff send it: the catalogue's shape with every string and list bounded (a
+    2 MB name used to become an event Kafka refuses)."""
+
+    name: Text
+    price_levels: Annotated[list[Money], items(20)] = Field(default_factory=list)
+    genders: Annotated[list[Gender], items(2)] | None = None
+    term_months: int = Field(default=12, ge=1, le=60)
+    min_age: int | None = Field(default=None, ge=0, le=150)
+    max_age: int | None = Field(default=None, ge=0, le=150)
+    waiting_days: int = Field(default=0, ge=0, le=3660)
+    reduced_benefit_until_days: int = Field(default=0, ge=0, le=3660)
+    reduced_benefit_amount: Money | None = None
+    benefit_per_share: Money | None = None
+    max_benefit: Money | None = None
 
 
 class UnionCreated(BaseModel):
@@ -158,8 +181,7 @@ Writer = Annotated[Principal, Depends(require(*WRITERS))]
 Reader = Annotated[Principal, Depends(require(*READERS))]
 #: Health data of injury reports: staff and supervisors only, not integrators.
 HealthReader = Annotated[Principal, Depends(require(Role.STAFF, Role.SUPERVISOR))]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+PlanCode = Annotated[str, Path(min_length=1, max_length=64)]
 
 Work = Callable[[UnitOfWork], Any]
 
@@ -295,7 +317,7 @@ async def search_members(
     request: Request,
     _: Reader,
     union_id: uuid.UUID | None = None,
-    name: Annotated[str | None, Query(max_length=100)] = None,
+    name: QueryText | None = None,
     status: Literal["active", "left"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -547,7 +569,7 @@ async def list_plans(request: Request, _: Reader) -> dict[str, Any]:
 
 
 @plans_router.get("/plans/{code}")
-async def get_plan(request: Request, code: str, _: Reader) -> dict[str, Any]:
+async def get_plan(request: Request, code: PlanCode, _: Reader) -> dict[str, Any]:
     async with _read(request) as conn:
         plan = await handlers.plan_by_code(conn, code)
     if plan is None:
@@ -556,11 +578,14 @@ async def get_plan(request: Request, code: str, _: Reader) -> dict[str, Any]:
 
 
 @plans_router.put("/plans/{code}")
-async def define_plan(request: Request, code: str, body: Plan, principal: Writer) -> JSONResponse:
+async def define_plan(request: Request, code: PlanCode, body: PlanIn, principal: Writer) -> JSONResponse:
     """Create or change a catalogue plan; emits ``PlanDefined`` when something changed."""
 
+    # As the catalogue's own type: the domain compares plans, and a PlanIn never equals a Plan.
+    plan = Plan.model_validate(body.model_dump())
+
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        return await handlers.define_plan(uow, code, body)
+        return await handlers.define_plan(uow, code, plan)
 
     return await _command(request, principal, work, status_code=200, body=body)
 

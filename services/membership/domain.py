@@ -378,10 +378,28 @@ class Member(Aggregate):
         )
         return card.last4
 
-    def replace_card(self, *, card_number: str, replaced_on: date, today: date) -> tuple[str, str]:
-        """Cancel the active card and issue the new one the same day. Returns (old, new) last 4."""
+    def replace_card(
+        self, *, card_number: str, replaced_on: date, today: date, same_as_active: bool = False
+    ) -> tuple[str, str]:
+        """Cancel the active card and issue the new one the same day. Returns (old, new) last 4.
+
+        ``same_as_active``: the vault found ``card_number`` is the active card's own number (the
+        aggregate only knows last 4 digits); "replacing" a card by itself is refused."""
         self._require_in_service("replace a card")
         number = parse_card_number(card_number)
+        card = self.active_card
+        if card is None:
+            raise Conflict("member holds no active card", code="no_active_card")
+        if same_as_active:
+            raise Conflict(
+                "card_number is the active card's own number; a replacement needs a new card",
+                field="card_number",
+                code="same_card_number",
+            )
+        # Checked here, under this route's own field name, before cancel_card checks cancelled_on.
+        _check_date(
+            replaced_on, "replaced_on", today=today, earliest=card.issued_on, after="the card was issued"
+        )
         old = self.cancel_card(cancelled_on=replaced_on, today=today, reason="replaced")
         new = self.issue_card(card_number=number, issued_on=replaced_on, today=today)
         return old, new

@@ -157,7 +157,15 @@ async def replace_card(
 ) -> Answer:
     member = await uow.get(Member, member_id, "member")
     number = domain.parse_card_number(card_number)
-    old, new = member.replace_card(card_number=number, replaced_on=replaced_on or today, today=today)
+    active = member.active_card
+    same = (
+        active is not None
+        and active.last4 == number[-4:]
+        and await vault.card_number_owner(uow.conn, number) == member.id
+    )
+    old, new = member.replace_card(
+        card_number=number, replaced_on=replaced_on or today, today=today, same_as_active=same
+    )
     await vault.record_card_number(uow.conn, member.id, number)
     await uow.save(member)
     return {"card_last4": new, "replaced_card_last4": old, "issued_on": (replaced_on or today).isoformat()}

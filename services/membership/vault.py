@@ -104,6 +104,14 @@ class Vault:
 
     # --- card numbers -------------------------------------------------------------------------
 
+    async def card_number_owner(self, conn: AsyncConnection, card_number: str) -> str | None:
+        """The member this card number is registered to, if any."""
+        index = self._cipher.blind_index(card_number, "member.card_number")
+        owner = await conn.scalar(
+            sa.select(card_numbers.c.member_id).where(card_numbers.c.card_number_index == index)
+        )
+        return None if owner is None else str(owner)
+
     async def record_card_number(self, conn: AsyncConnection, member_id: str, card_number: str) -> None:
         """A card number belongs to one member for ever (the same member may get it back)."""
         index = self._cipher.blind_index(card_number, "member.card_number")

@@ -26,6 +26,7 @@ def test_production_refuses_local_tokens_key_and_password() -> None:
         Settings(mode="production")
     text = str(err.value)
     assert "UNION_API_TOKENS" in text and "UNION_PII_KEY" in text and "CLAIMS_DATABASE_URL" in text
+    assert "UNION_METRICS_TOKEN" in text
 
 
 def test_production_refuses_a_local_token_mixed_into_real_ones() -> None:
@@ -39,7 +40,19 @@ def test_production_starts_with_real_secrets() -> None:
         mode="production",
         api_tokens=json.dumps({"t-1": "staff"}),
         pii_key=REAL_KEY,
+        metrics_token="a-real-metrics-token",
         CLAIMS_DATABASE_URL=REAL_DB,
     )
     assert s.tokens() == {"t-1": "staff"}
     assert len(s.key_bytes(s.pii_key)) == 32
+
+
+def test_production_refuses_the_local_metrics_token() -> None:
+    with pytest.raises(ValidationError, match="UNION_METRICS_TOKEN"):
+        Settings(
+            mode="production",
+            api_tokens=json.dumps({"t-1": "staff"}),
+            pii_key=REAL_KEY,
+            metrics_token="local-metrics-token",
+            CLAIMS_DATABASE_URL=REAL_DB,
+        )
