@@ -30,11 +30,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import OffsetAndMetadata
 
 from shared.envelope import EventEnvelope
@@ -54,6 +55,18 @@ log = logging.getLogger(__name__)
 
 #: aiokafka ships no type information: a record is typed loosely.
 Record = Any
+
+
+@dataclass(frozen=True)
+class _Rebuilt:
+    """The fields of a consumer record that dead-lettering reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
 
 
 class _Interrupted(Exception):
@@ -224,7 +237,17 @@ class KafkaConsumerLoop:
                     if await self._failed(producer, records[i], failed.cause):
                         committed, i = records[i].offset + 1, i + 1
                     continue
-                except Exception as exc:  # taking locks, the inbox itself: not the event's fault
+                except Exception as exc:  # outside any reaction: the locks, the inbox, the positions
+                    if not is_transient(exc):
+                        # Deterministic, so some event's data is at fault (a value the database
+                        # cannot take): narrow down to the first event and count it as its own.
+                        if len(envelopes) > 1:
+                            cap = 1
+                            continue
+                        cap = len(records)
+                        if await self._failed(producer, records[i], exc):
+                            committed, i = records[i].offset + 1, i + 1
+                        continue
                     transient_tries += 1
                     RETRIES.labels(self.name, "transient").inc()
                     log.warning(
@@ -233,7 +256,9 @@ class KafkaConsumerLoop:
                     await self._pause(self._backoff(transient_tries))
                     continue
                 transient_tries = 0
-                for outcome in outcomes:
+                for envelope, cause in outcomes.dead_letters:
+                    await self._dead_letter_parked(producer, tp, envelope, cause)
+                for outcome in outcomes.outcomes:
                     OUTCOMES.labels(self.name, outcome).inc()
                 for r in records[i : i + len(envelopes)]:
                     self._attempts.pop((tp.partition, r.offset), None)
@@ -293,17 +318,34 @@ class KafkaConsumerLoop:
             type(exc).__name__,
         )
         tries = 0
+        value = record.value
         while True:
             try:
                 await producer.send_and_wait(
-                    dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+                    dlq_topic(record.topic), value=value, key=record.key, headers=headers
                 )
                 break
+            except MessageSizeTooLargeError:
+                # Retrying can never help: keep the error and where the original is (it stays
+                # on its topic until retention), without its value.
+                log.error("%s: dead letter too large for Kafka; sending it without its value", self.name)
+                headers.append(("dlq_value_dropped", f"too large: {len(value or b'')} bytes".encode()))
+                value = b""
             except KafkaError as dlq_exc:
                 tries += 1
                 log.error("%s: dead-letter publish failed (%s); retrying", self.name, type(dlq_exc).__name__)
                 await self._pause(self._backoff(tries))
         OUTCOMES.labels(self.name, Outcome.DEAD_LETTERED).inc()
+
+    async def _dead_letter_parked(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, envelope: EventEnvelope, exc: BaseException
+    ) -> None:
+        """A parked event that failed when released: its record was committed long ago, so it is
+        rebuilt from the envelope (the original offset is no longer known: -1)."""
+        record = _Rebuilt(
+            tp.topic, tp.partition, -1, envelope.kafka_key(), envelope.to_bytes(), envelope.kafka_headers()
+        )
+        await self._dead_letter(producer, record, exc, attempts=1)
 
     def _backoff(self, tries: int) -> float:
         return float(min(self.max_backoff, self.retry_backoff * 2 ** min(tries, 10)))

@@ -72,6 +72,14 @@ class ReactionFailed(Exception):
         self.cause = cause
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    outcomes: list[Outcome]
+    #: Parked events whose own reaction failed when their turn came: to go to the dead-letter
+    #: topic (they are no longer in the inbox, so replaying one applies it).
+    dead_letters: list[tuple[EventEnvelope, BaseException]]
+
+
 @dataclass(frozen=True, order=True)
 class Lock:
     """A transaction-scoped advisory lock a reaction needs before it reads shared state.
@@ -122,6 +130,7 @@ _UNPARK = sa.text(
     "DELETE FROM consumer_parked WHERE consumer = :consumer AND stream_id = :stream AND version = :version "
     "RETURNING envelope"
 )
+_FORGET = sa.text("DELETE FROM inbox WHERE consumer = :consumer AND event_id = :event_id")
 _ADVANCE = sa.text(
     """
     INSERT INTO consumer_streams (consumer, stream_id, version)
@@ -152,11 +161,23 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+#: PostgreSQL's int columns: a version above this can never be stored, so it can never be applied.
+MAX_VERSION = 2**31 - 1
+
+
 def decode(value: bytes | None) -> EventEnvelope:
+    """The envelope in a record, or ``PoisonMessage`` for anything no consumer could ever store:
+    not an envelope, a NUL character (PostgreSQL text and jsonb refuse it), a version out of range."""
+    raw = value or b""
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise PoisonMessage("not storable: contains a NUL character")
     try:
-        return EventEnvelope.from_bytes(value or b"")
+        envelope = EventEnvelope.from_bytes(raw)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise PoisonMessage(f"not an event envelope: {type(exc).__name__}") from exc
+    if envelope.aggregate_version > MAX_VERSION:
+        raise PoisonMessage("not storable: aggregate_version out of range")
+    return envelope
 
 
 class InboxConsumer:
@@ -182,13 +203,15 @@ class InboxConsumer:
         self.projections = projections
         self.locks = locks
 
-    async def apply(self, batch: Sequence[EventEnvelope]) -> list[Outcome]:
+    async def apply(self, batch: Sequence[EventEnvelope]) -> BatchResult:
         """Apply ``batch`` (one partition's events, in offset order) in one transaction.
 
-        Returns one outcome per envelope. Raises ``ReactionFailed`` naming the first envelope
-        whose reaction raised; nothing of the batch is then committed."""
+        Returns one outcome per envelope, and the parked events that failed when released (to be
+        dead-lettered). Raises ``ReactionFailed`` naming the first envelope whose reaction
+        raised; nothing of the batch is then committed."""
+        result = BatchResult([], [])
         if not batch:
-            return []
+            return result
         started = time.perf_counter()
         uow = UnitOfWork(self.engine, self.store, projections=self.projections)
         async with uow:
@@ -207,7 +230,7 @@ class InboxConsumer:
             position = {s: v for s, v in (await conn.execute(_POSITIONS, args)).all()}
             parked = {(s, v) for s, v in (await conn.execute(_PARKED, args)).all()}
             advanced: dict[str, int] = {}
-            outcomes: list[Outcome] = []
+            outcomes = result.outcomes
             for index, envelope in enumerate(batch):
                 if envelope.event_id not in first_seen:
                     outcomes.append(Outcome.DUPLICATE)
@@ -236,20 +259,16 @@ class InboxConsumer:
                     continue
                 try:
                     outcomes.append(await self._react(uow, envelope))
-                    position[stream] = advanced[stream] = version
-                    while (stream, position[stream] + 1) in parked:
-                        nxt = position[stream] + 1
-                        parked.discard((stream, nxt))
-                        row = await conn.scalar(
-                            _UNPARK, {"consumer": self.name, "stream": stream, "version": nxt}
-                        )
-                        if row is None:  # another transaction applied it
-                            break
-                        await self._react(uow, EventEnvelope.model_validate(row))
-                        OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
-                        position[stream] = advanced[stream] = nxt
                 except Exception as exc:
                     raise ReactionFailed(index, exc) from exc
+                position[stream] = advanced[stream] = version
+                while (stream, position[stream] + 1) in parked:
+                    nxt = position[stream] + 1
+                    parked.discard((stream, nxt))
+                    released = await self._release(uow, index, stream, nxt, result)
+                    if not released:
+                        break
+                    position[stream] = advanced[stream] = nxt
             if advanced:
                 await conn.execute(
                     _ADVANCE,
@@ -258,7 +277,39 @@ class InboxConsumer:
             await uow.commit()
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         BATCH_SIZE.labels(self.name).observe(len(batch))
-        return outcomes
+        return result
+
+    async def _release(
+        self, uow: UnitOfWork, index: int, stream: str, version: int, result: BatchResult
+    ) -> bool:
+        """Apply a parked event now that its predecessor is applied. In a savepoint: if *its*
+        reaction fails, the failure is its own, not the predecessor's (which stays applied). It
+        then leaves the park and the inbox (so a replay of it is applied, not deduplicated) and is
+        handed back to be dead-lettered; its own successors stay parked behind it."""
+        conn = uow.conn
+        try:
+            async with conn.begin_nested():
+                row = await conn.scalar(
+                    _UNPARK, {"consumer": self.name, "stream": stream, "version": version}
+                )
+                if row is None:  # another transaction applied it
+                    return False
+                envelope = EventEnvelope.model_validate(row)
+                await self._react(uow, envelope)
+        except Exception as exc:
+            if is_transient(exc):
+                raise ReactionFailed(index, exc) from exc
+            envelope = EventEnvelope.model_validate(
+                await conn.scalar(_UNPARK, {"consumer": self.name, "stream": stream, "version": version})
+            )
+            await conn.execute(_FORGET, {"consumer": self.name, "event_id": envelope.event_id})
+            result.dead_letters.append((envelope, exc))
+            log.error(
+                "%s: parked %s v%d failed when released: %s", self.name, stream, version, type(exc).__name__
+            )
+            return False
+        OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
+        return True
 
     async def _react(self, uow: UnitOfWork, envelope: EventEnvelope) -> Outcome:
         reaction = self.reactions.get(envelope.event_type, self.fallback)

@@ -10,6 +10,7 @@ Two decisions live here:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -142,12 +143,11 @@ class Knowledge:
     the plan catalogue. A report is decided only once what is known covers what it was made at."""
 
     member_version: int
-    catalogue_version: int
+    plan_versions: Mapping[str, int]
 
     def covers(self, needed: Knowledge) -> bool:
-        return (
-            self.member_version >= needed.member_version
-            and self.catalogue_version >= needed.catalogue_version
+        return self.member_version >= needed.member_version and all(
+            self.plan_versions.get(code, 0) >= v for code, v in needed.plan_versions.items()
         )
 
 

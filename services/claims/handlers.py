@@ -15,10 +15,10 @@ from services.claims import domain
 from services.claims import tables as t
 from services.claims.projections import (
     apply_membership_event,
-    catalogue_version,
     load_coverage,
     load_plans,
     note_member_version,
+    plan_versions,
     report_decided,
     seen_version,
 )
@@ -101,16 +101,12 @@ async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:
 async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:
     """Decide now if this service knows everything the report was made against; else park it.
 
-    The report names the member-stream version and the catalogue version it was made at.
+    The report names the member-stream version and each edited plan's version it was made at.
     Deciding on an older view could miss an enrolment, a card or the plan an enrolment is in,
     and "the member forgot the second claim" again.
     """
-    known = domain.Knowledge(
-        member_version=await seen_version(uow.conn, event.member_id),
-        catalogue_version=(await _catalogue(uow)).version,
-    )
-    needed = domain.Knowledge(event.member_version, event.catalogue_version)
-    if known.covers(needed):
+    known = domain.Knowledge(await seen_version(uow.conn, event.member_id), (await _catalogue(uow)).versions)
+    if known.covers(_needed(event)):
         await decide(uow, _injury(event))
         return
     await uow.conn.execute(
@@ -119,7 +115,6 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
             report_id=event.report_id,
             member_id=event.member_id,
             needed_version=event.member_version,
-            needed_catalogue_version=event.catalogue_version,
             injury=event.model_dump(mode="json"),
             correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id,
@@ -128,26 +123,29 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
     )
 
 
+def _needed(event: m.InjuryReported) -> domain.Knowledge:
+    return domain.Knowledge(event.member_version, event.plan_versions)
+
+
 async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = None) -> None:
-    """Decide the parked reports (of one member, or of everybody after a catalogue change) whose
-    member and catalogue versions this service has now caught up with."""
+    """Decide the parked reports (of one member, or of everybody after a plan change) whose member
+    and plan versions this service has now caught up with."""
     pending = t.pending_reports
-    ready = sa.and_(
-        pending.c.needed_version
-        <= sa.func.coalesce(
-            sa.select(t.coverage_members.c.seen_version)
-            .where(t.coverage_members.c.member_id == pending.c.member_id)
-            .scalar_subquery(),
-            0,
-        ),
-        pending.c.needed_catalogue_version <= (await _catalogue(uow)).version,
-    )
+    query = sa.select(pending.c.report_id, pending.c.member_id, pending.c.injury)
     if member_id is not None:
-        ready = sa.and_(pending.c.member_id == member_id, ready)
+        query = query.where(pending.c.member_id == member_id)
+    versions = (await _catalogue(uow)).versions
+    ready: list[uuid.UUID] = []
+    for report_id, member, injury in (await uow.conn.execute(query)).all():
+        known = domain.Knowledge(await seen_version(uow.conn, member), versions)
+        if known.covers(_needed(m.InjuryReported.model_validate(injury))):
+            ready.append(report_id)
+    if not ready:
+        return
     rows = (
         await uow.conn.execute(
             sa.delete(pending)
-            .where(ready)
+            .where(pending.c.report_id.in_(ready))
             .returning(pending.c.injury, pending.c.correlation_id, pending.c.causation_id)
         )
     ).all()
@@ -200,18 +198,16 @@ _CATALOGUE = "claims.catalogue"
 
 @dataclass(frozen=True)
 class _Catalogue:
-    version: int
+    versions: dict[str, int]
     plans: dict[str, Plan]
 
 
 async def _catalogue(uow: UnitOfWork) -> _Catalogue:
-    """The plan catalogue and its version, read once per transaction (a consumer batch decides
+    """The plan catalogue and each plan's version, read once per transaction (a consumer batch decides
     hundreds of reports against it); a ``PlanDefined`` drops it."""
     cached: _Catalogue | None = uow.memo.get(_CATALOGUE)
     if cached is None:
-        cached = uow.memo[_CATALOGUE] = _Catalogue(
-            await catalogue_version(uow.conn), await load_plans(uow.conn)
-        )
+        cached = uow.memo[_CATALOGUE] = _Catalogue(await plan_versions(uow.conn), await load_plans(uow.conn))
     return cached
 
 

@@ -206,9 +206,10 @@ async def note_member_version(conn: AsyncConnection, member_id: uuid.UUID, versi
     return int((await conn.execute(upsert)).scalar_one())
 
 
-async def catalogue_version(conn: AsyncConnection) -> int:
-    """How many plan edits this service has applied (membership counts the same way)."""
-    return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(t.plans.c.version), 0))) or 0)
+async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
+    """How far this service has applied each plan's edits (0: the seeded default)."""
+    rows = await conn.execute(sa.select(t.plans.c.code, t.plans.c.version))
+    return {code: int(version) for code, version in rows}
 
 
 async def report_decided(conn: AsyncConnection, report_id: uuid.UUID) -> bool:

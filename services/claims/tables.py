@@ -58,7 +58,6 @@ pending_reports = sa.Table(
     sa.Column("report_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
     sa.Column("needed_version", sa.Integer, nullable=False),
-    sa.Column("needed_catalogue_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("injury", JSONB, nullable=False),
     sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("causation_id", UUID(as_uuid=True), nullable=False),

@@ -565,9 +565,9 @@ class InjuryReport(Aggregate):
         today: date,
         traffic_accident: bool = False,
         severity: InjurySeverity = InjurySeverity.INJURY,
-        catalogue_version: int = 0,
+        plan_versions: dict[str, int] | None = None,
     ) -> None:
-        """``catalogue_version``: how many plan edits the catalogue has seen (see the event)."""
+        """``plan_versions``: how far each edited plan had been edited (see the event)."""
         if self.exists:
             raise Conflict(f"injury report {self.id} already exists", code="report_exists")
         _check_date(
@@ -594,7 +594,7 @@ class InjuryReport(Aggregate):
                 member_version=member.version,
                 traffic_accident=traffic_accident,
                 severity=severity,
-                catalogue_version=catalogue_version,
+                plan_versions=dict(plan_versions or {}),
             )
         )
 

@@ -44,10 +44,11 @@ async def plan_by_code(conn: AsyncConnection, code: str) -> Plan | None:
     return Plan.model_validate(definition) if definition is not None else None
 
 
-async def catalogue_version(conn: AsyncConnection) -> int:
-    """How many plan edits the catalogue holds: the sum of every plan stream's version (seeded
-    defaults count 0). Reports carry it, so the claims service knows when it has caught up."""
-    return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(plans.c.version), 0))) or 0)
+async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
+    """Each edited plan's stream version (seeded defaults never edited are left out). Reports
+    carry it, so the claims service knows when it has applied every edit the report came after."""
+    rows = await conn.execute(sa.select(plans.c.code, plans.c.version).where(plans.c.version > 0))
+    return {code: int(version) for code, version in rows}
 
 
 async def catalogue(conn: AsyncConnection) -> list[Plan]:
@@ -257,7 +258,7 @@ async def report_injury(
         traffic_accident=traffic_accident,
         severity=severity,
         today=today,
-        catalogue_version=await catalogue_version(uow.conn),
+        plan_versions=await plan_versions(uow.conn),
     )
     await vault.record_injury_details(uow.conn, report.id, member.id, details)
     await uow.save(report)

@@ -95,9 +95,11 @@ class InjuryReported(DomainEvent):
     member had (card, enrolments) up to then. A consumer that has not yet seen that version of the
     member must wait for it rather than decide on stale coverage.
 
-    ``catalogue_version`` is, likewise, how many catalogue edits (``PlanDefined`` events, over all
-    plans) membership had recorded: a consumer that has applied fewer does not yet know every plan
-    the member may be enrolled in, and must wait. 0 (events written before it existed): no wait."""
+    ``plan_versions`` is, likewise, how far each edited catalogue plan's stream was (code ->
+    version of its ``PlanDefined`` events; plans never edited are absent): a consumer that has not
+    applied those versions of those plans does not yet know the plans the member may be enrolled
+    in, and must wait. Empty (events written before it existed): no wait.
+    """
 
     report_id: uuid.UUID
     member_id: uuid.UUID
@@ -107,7 +109,7 @@ class InjuryReported(DomainEvent):
     member_version: int = Field(ge=1)
     traffic_accident: bool = False
     severity: InjurySeverity = InjurySeverity.INJURY
-    catalogue_version: int = Field(default=0, ge=0)
+    plan_versions: dict[str, int] = Field(default_factory=dict)
 
 
 class PlanDefined(DomainEvent):

@@ -39,7 +39,7 @@ async def test_a_plan_defined_after_the_report_still_opens_its_claim(claims: Cla
             work_related=True,
             reported_on=AUG_2,
             member_version=f.versions[str(member)],
-            catalogue_version=1,
+            plan_versions={"accident_plus": 1},
         ),
     )
     await f.send(report)

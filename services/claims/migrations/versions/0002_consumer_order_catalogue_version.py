@@ -1,8 +1,8 @@
-"""Consumer order tables, the catalogue version each plan row reflects and each parked report needs.
+"""Consumer order tables, and the version of its plan stream each plan row reflects.
 
 A database migrated from 0001 has applied plan edits without recording their versions; reset the
-``claims.coverage`` consumer (README, operations) to re-apply them, or reports that name a
-catalogue version will wait for it.
+``claims.coverage`` consumer (README, operations) to re-apply them, or reports made after
+those edits will wait for them.
 
 Revision ID: 0002
 Revises: 0001
@@ -27,13 +27,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     create_consumer_tables(op.get_bind())
     op.add_column("plans", sa.Column("version", sa.Integer, nullable=False, server_default="0"))
-    op.add_column(
-        "pending_reports",
-        sa.Column("needed_catalogue_version", sa.Integer, nullable=False, server_default="0"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_column("pending_reports", "needed_catalogue_version")
     op.drop_column("plans", "version")
     drop_consumer_tables(op.get_bind())
