@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import claims, compat, membership
+from shared.contracts import claims, compat, guide, membership
+from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent, EventRegistry
 from shared.kafka import dlq_topic
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "contracts"
+GUIDE = OUT.parent / "EVENTS.md"
 
 #: The dialect pydantic generates; the standalone schema files declare it.
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -253,6 +255,7 @@ def asyncapi(service: str) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
+    samples = examples()
 
     def event_messages(registry: EventRegistry) -> list[str]:
         ids = []
@@ -265,10 +268,17 @@ def asyncapi(service: str) -> dict[str, Any]:
             messages[mid] = {
                 "name": event_type,
                 "title": f"{event_type} v{version}" + ("" if current else " (older version, still read)"),
-                "summary": (model.__doc__ or "").strip().split("\n\n")[0] or None,
+                "summary": summary(model) or None,
                 "contentType": "application/json",
                 "headers": _headers(event_type, version),
                 "payload": {"schemaFormat": ASYNCAPI_SCHEMA_FORMAT, "schema": payload},
+                "examples": [
+                    {
+                        "name": f"{event_type}-v{version}",
+                        "headers": kafka_headers(samples[(event_type, version)]),
+                        "payload": samples[(event_type, version)],
+                    }
+                ],
                 "bindings": {
                     "kafka": {
                         "key": {"type": "string", "description": "the aggregate id (UTF-8)"},
@@ -328,12 +338,24 @@ def asyncapi(service: str) -> dict[str, Any]:
     }
 
 
+def summary(model: type[DomainEvent]) -> str:
+    """The first paragraph of a payload model's docstring, on one line."""
+    return " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+
+
 def documents() -> dict[Path, str]:
     out: dict[Path, str] = {}
+    topics = []
     for service in SERVICES:
         out[OUT / f"{service.name}.asyncapi.json"] = _dump(asyncapi(service.name))
-        for event_type, version, _ in versions(service.registry):
-            out[schema_path(event_type, version)] = _dump(event_schema(service.registry, event_type, version))
+        events = []
+        for event_type, version, model in versions(service.registry):
+            schema = event_schema(service.registry, event_type, version)
+            out[schema_path(event_type, version)] = _dump(schema)
+            events.append((event_type, version, schema, summary(model)))
+        topics.append((service.topic, service.name, events))
+    if GUIDE.exists():
+        out[GUIDE] = guide.splice(GUIDE.read_text(), guide.catalogue(topics))
     return out
 
 

@@ -174,3 +174,41 @@ def test_no_event_schema_has_a_field_for_personal_identifiers_or_health_details(
     )
     assert "member_id" in names  # the walk does find payload fields
     assert not names & {"national_id", "phone", "card_number", "diagnosis", "description", "hospital"}
+
+
+def test_every_event_version_has_an_example_that_validates_against_its_published_schema() -> None:
+    from shared.contracts.examples import examples
+
+    samples = examples()
+    known = {(t, v) for s in docs.SERVICES for t, v, _ in docs.versions(s.registry)}
+    assert set(samples) == known
+    for (event_type, version), sample in samples.items():
+        schema = json.loads(docs.schema_path(event_type, version).read_text())
+        validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+        errors = [e.message for e in validator.iter_errors(sample)]
+        assert errors == [], f"{event_type} v{version}: {errors}"
+
+
+def test_older_examples_upcast_to_valid_current_events() -> None:
+    from shared.contracts.examples import examples
+
+    for service in docs.SERVICES:
+        for event_type, version, _ in docs.versions(service.registry):
+            current = service.registry.current_version(event_type)
+            sample = examples()[(event_type, version)]
+            lifted = service.registry.upcast(event_type, version, sample["data"])
+            schema = json.loads(docs.schema_path(event_type, current).read_text())
+            envelope = {**sample, "schema_version": current, "data": lifted}
+            jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(
+                envelope
+            )
+            service.registry.decode(event_type, version, sample["data"])
+
+
+def test_the_guide_shows_every_example_and_is_generated() -> None:
+    generated = docs.documents()
+    assert docs.GUIDE in generated
+    text = generated[docs.GUIDE]
+    for service in docs.SERVICES:
+        for event_type, version, _ in docs.versions(service.registry):
+            assert f"#### {event_type} v{version}" in text
