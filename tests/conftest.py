@@ -31,6 +31,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     counts = ", ".join(f"{t} v{v}: {n}" for (t, v), n in sorted(EMITTED.seen.items()))
     terminalreporter.write_line(f"contract check: {sum(EMITTED.seen.values())} emitted events ({counts})")
+    if EMITTED.never_seen():
+        terminalreporter.write_line(
+            f"contract check: never emitted in this run: {', '.join(EMITTED.never_seen())}"
+        )
     if EMITTED.violations:
         terminalreporter.write_line(
             f"contract check FAILED: {len(EMITTED.violations)} event(s) do not match their published schema:",

@@ -3,8 +3,8 @@
 ``EventStore.append`` is wrapped for the whole session (tests/conftest.py): each envelope a
 service appends in-process — through commands, reactions, rebuilds — is recorded, and at the end
 of the session each is validated against ``docs/contracts/schemas/<Type>.v<N>.json``. A violation
-fails the run. (Service processes of the e2e tests are covered by the subscriber example, which
-validates everything it reads from claims.events the same way.)
+fails the run. Service *processes* (tests/e2e) are covered by reading their topics: the
+subscriber test records everything on both topics of its run here.
 """
 
 from __future__ import annotations
@@ -46,20 +46,27 @@ class EmittedEvents:
 
     def record(self, envelopes: Sequence[EventEnvelope]) -> None:
         for envelope in envelopes:
-            if envelope.producer not in PRODUCERS:
-                continue  # the core tests' sample events: no published contract
-            key = (envelope.event_type, envelope.schema_version)
-            self.seen[key] = self.seen.get(key, 0) + 1
-            validator = self._validator(*key)
-            if validator is None:
-                self.violations.append(
-                    f"{envelope.producer} emitted {key[0]} v{key[1]}, which has no published schema"
-                )
-                continue
-            instance: dict[str, Any] = json.loads(envelope.to_bytes())
-            for error in validator.iter_errors(instance):
-                path = "/".join(map(str, error.absolute_path)) or "(envelope)"
-                self.violations.append(f"{key[0]} v{key[1]} {envelope.event_id}: {path}: {error.message}")
+            self.record_json(json.loads(envelope.to_bytes()))
+
+    def record_json(self, instance: dict[str, Any]) -> None:
+        """One envelope as it is (or would be) on the wire, e.g. read from a topic."""
+        producer = instance.get("producer")
+        if producer not in PRODUCERS:
+            return  # the core tests' sample events: no published contract
+        key = (str(instance.get("event_type")), int(instance.get("schema_version", 0)))
+        self.seen[key] = self.seen.get(key, 0) + 1
+        validator = self._validator(*key)
+        if validator is None:
+            self.violations.append(f"{producer} emitted {key[0]} v{key[1]}, which has no published schema")
+            return
+        for error in validator.iter_errors(instance):
+            path = "/".join(map(str, error.absolute_path)) or "(envelope)"
+            self.violations.append(f"{key[0]} v{key[1]} {instance.get('event_id')}: {path}: {error.message}")
+
+    def never_seen(self) -> list[str]:
+        """Current event types of the contract that no test made a service emit."""
+        current = {(t.event_type, t.schema_version) for s in docs.SERVICES for t in s.registry.types()}
+        return sorted(f"{t} v{v}" for t, v in current - set(self.seen))
 
     def install(self) -> None:
         """Wrap EventStore.append so every stored envelope is recorded (after it was stored)."""

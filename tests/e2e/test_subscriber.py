@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.conftest import EMITTED
 from tests.e2e.processes import ServiceProcess
 from tests.e2e.test_seed_story import STAFF, services  # noqa: F401  (the fixture)
 from tests.infra import Infra
@@ -187,6 +188,12 @@ async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
     notes = sub.notes()
     assert "duplicate" in notes and "no schema for ClaimAppealed v1" in notes
     assert "invalid" not in notes, notes  # every real message matched its published schema
+
+    # What the service processes published goes through the session's contract check as well.
+    for topic in topics.values():
+        for record in await read_topic(infra.kafka, topic, expect=1, timeout=5):
+            if record.value != json.dumps(newer).encode():  # not the one this test made up
+                EMITTED.record_json(json.loads(record.value))
 
 
 async def _printed(sub: Subscriber, n: int) -> bool:
