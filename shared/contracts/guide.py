@@ -27,8 +27,11 @@ def type_of(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     schema = _resolve(schema, defs)
     if "anyOf" in schema:
         parts = [type_of(s, defs) for s in schema["anyOf"]]
-        if parts == ["number", "decimal string"]:
-            return 'decimal, sent as a string (`"3200.00"`; the schema also admits a number)'
+        nullable = "null" in parts
+        rest = [p for p in parts if p != "null"]
+        if rest in (["number", "decimal string"], ["number", "string"]):  # how pydantic writes Decimal
+            parts = ['decimal, sent as a string (`"3200.00"`; the schema also admits a number)']
+            parts += ["null"] if nullable else []
         return " \\| ".join(parts)
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])

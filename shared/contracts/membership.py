@@ -46,8 +46,9 @@ class UnionRegistered(DomainEvent):
 
 
 class UnionRegisteredV1(DomainEvent):
-    """schema_version 1 of ``UnionRegistered``, as stored and published until v2: still read
-    (events are stored and replayed as they were written) and lifted by the upcaster below."""
+    """``UnionRegistered`` as written before v2: the parent is ``parent_id``. Such events are
+    still stored and can still arrive (replays publish events as written): read ``parent_id`` as
+    v2's ``parent_union_id`` (our upcaster below does exactly that)."""
 
     event_type = "UnionRegistered"
     schema_version = 1
