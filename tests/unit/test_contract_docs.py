@@ -212,3 +212,22 @@ def test_the_guide_shows_every_example_and_is_generated() -> None:
     for service in docs.SERVICES:
         for event_type, version, _ in docs.versions(service.registry):
             assert f"#### {event_type} v{version}" in text
+
+
+def test_hoisting_keeps_two_different_definitions_of_one_name_apart() -> None:
+    components: dict[str, Any] = {}
+    first = {
+        "properties": {"g": {"$ref": "#/$defs/Gender"}},
+        "$defs": {"Gender": {"enum": ["female", "male"]}},
+    }
+    other = {"properties": {"g": {"$ref": "#/$defs/Gender"}}, "$defs": {"Gender": {"enum": ["f", "m", "x"]}}}
+    assert docs._hoist(first, "A.v1", components)["properties"]["g"] == {
+        "$ref": "#/components/schemas/Gender"
+    }
+    assert docs._hoist(first, "B.v1", components)["properties"]["g"] == {
+        "$ref": "#/components/schemas/Gender"
+    }
+    assert docs._hoist(other, "C.v1", components)["properties"]["g"] == {
+        "$ref": "#/components/schemas/C.v1.Gender"
+    }
+    assert components == {"Gender": {"enum": ["female", "male"]}, "C.v1.Gender": {"enum": ["f", "m", "x"]}}
