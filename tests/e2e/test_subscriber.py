@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from shared.kafka import ensure_topics
 from tests.conftest import EMITTED
 from tests.e2e.processes import ServiceProcess
-from tests.e2e.test_seed_story import STAFF, services  # noqa: F401  (the fixture)
 from tests.infra import Infra
 from tests.kafka_broker import REPO
 from tests.kafka_support import eventually, read_topic
@@ -28,6 +29,39 @@ from tests.kafka_support import eventually, read_topic
 pytestmark = pytest.mark.e2e
 
 SUBSCRIBER = REPO / "examples" / "subscriber" / "subscriber.py"
+STAFF = {"Authorization": "Bearer local-staff-token"}
+
+
+@pytest.fixture
+async def system(
+    infra: Infra, service_databases: dict[str, str], tmp_path: Path
+) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess, dict[str, str]]]:
+    """Membership and claims as processes on fresh databases and topics (and their own groups)."""
+    suffix = uuid.uuid4().hex[:10]
+    topics = {"membership": f"e2e.{suffix}.membership.events", "claims": f"e2e.{suffix}.claims.events"}
+    await ensure_topics(infra.kafka, topics.values())
+    common = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "UNION_RELAY_POLL_INTERVAL": "0.2",
+        "MEMBERSHIP_TOPIC": topics["membership"],
+        "CLAIMS_TOPIC": topics["claims"],
+        "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
+        "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",
+    }
+    membership = ServiceProcess(
+        "membership", {**common, "MEMBERSHIP_DATABASE_URL": service_databases["membership"]}, tmp_path
+    )
+    claims = ServiceProcess(
+        "claims", {**common, "CLAIMS_DATABASE_URL": service_databases["claims"]}, tmp_path
+    )
+    membership.start()
+    claims.start()
+    try:
+        yield membership, claims, topics
+    finally:
+        claims.stop()
+        membership.stop()
 
 
 def test_the_subscriber_uses_nothing_of_our_code() -> None:
@@ -82,11 +116,11 @@ class Subscriber:
 
 
 async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
-    services: tuple[ServiceProcess, ServiceProcess, dict[str, str]],  # noqa: F811
+    system: tuple[ServiceProcess, ServiceProcess, dict[str, str]],
     infra: Infra,
     tmp_path: Path,
 ) -> None:
-    membership, claims, topics = services
+    membership, claims, topics = system
     sub = Subscriber(infra.kafka, topics["claims"], tmp_path)
     sub.start()
     today = date.today()
