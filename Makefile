@@ -3,8 +3,10 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The official AsyncAPI parser (Node), pinned by tools/asyncapi/package-lock.json; the contract tests run it.
+NODE_STAMP := tools/asyncapi/node_modules/.installed-$(shell sha1sum tools/asyncapi/package-lock.json | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core bench-e2e demo venv contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-e2e demo venv node-tools contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -12,6 +14,12 @@ $(VENV_STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	@$(PY) -m pip install -q -e '.[dev,bench]'
 	@rm -f .venv/.installed-* && touch $@
+
+node-tools: $(NODE_STAMP)
+$(NODE_STAMP): tools/asyncapi/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node 20+) is needed to validate the AsyncAPI documents" >&2; exit 1; }
+	@npm ci --prefix tools/asyncapi --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@rm -f tools/asyncapi/node_modules/.installed-* && touch $@
 
 infra: venv
 	@deploy/local/infra.sh up
@@ -28,12 +36,12 @@ status:
 	@deploy/local/infra.sh status
 	@deploy/local/services.sh status
 
-test: infra
+test: infra node-tools
 	@$(PY) -m ruff check .
 	@$(PY) -m mypy shared services
 	@$(PY) -m pytest
 
-test-unit: venv
+test-unit: venv node-tools
 	@$(PY) -m pytest tests/unit
 
 lint: venv
@@ -56,4 +64,4 @@ contracts: venv
 	@$(PY) -m shared.contracts.docs
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache tools/asyncapi/node_modules

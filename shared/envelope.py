@@ -1,4 +1,4 @@
-"""The event envelope: the one wire format every service publishes and consumes (DESIGN.md §3)."""
+"""The event envelope: the one wire format every service publishes and consumes (docs/DESIGN.md §3)."""
 
 from __future__ import annotations
 

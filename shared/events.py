@@ -35,15 +35,34 @@ class UnknownEventType(LookupError):
 class EventRegistry:
     """Maps event type names to payload classes, and lifts old schema versions to the current one."""
 
-    def __init__(self, types: Iterable[type[DomainEvent]] = ()) -> None:
+    def __init__(
+        self, types: Iterable[type[DomainEvent]] = (), *, older: Iterable[type[DomainEvent]] = ()
+    ) -> None:
         self._types: dict[str, type[DomainEvent]] = {}
+        self._older: dict[str, dict[int, type[DomainEvent]]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         for t in types:
             self.register(t)
+        for t in older:
+            self.register_older(t)
 
     def register(self, event_cls: type[DomainEvent]) -> type[DomainEvent]:
         self._types[event_cls.event_type] = event_cls
         return event_cls
+
+    def register_older(self, event_cls: type[DomainEvent]) -> type[DomainEvent]:
+        """Keep the model of a superseded schema version: its schema stays published (integrators
+        still receive such events on replays) and tests check the upcaster against it."""
+        self._older.setdefault(event_cls.event_type, {})[event_cls.schema_version] = event_cls
+        return event_cls
+
+    def models(self, event_type: str) -> dict[int, type[DomainEvent]]:
+        """Every version's model of ``event_type``, oldest first, the current one last."""
+        current = self._cls(event_type)
+        older = self._older.get(event_type, {})
+        return {v: older[v] for v in sorted(older) if v < current.schema_version} | {
+            current.schema_version: current
+        }
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register ``fn`` that turns ``from_version`` data into ``from_version + 1`` data."""

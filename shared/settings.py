@@ -10,7 +10,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Documented local-development tokens (DESIGN.md §4). Never accepted in production mode.
+#: Documented local-development tokens (docs/DESIGN.md §4). Never accepted in production mode.
 LOCAL_TOKENS: dict[str, str] = {
     "local-staff-token": "staff",
     "local-counselor-token": "counselor",

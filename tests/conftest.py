@@ -10,7 +10,38 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.migrations import create_consumer_tables, create_core_tables
+from tests.contract_check import EmittedEvents
 from tests.infra import Infra, discover
+
+#: Every envelope the services store while the suite runs, checked against the published schemas.
+EMITTED = EmittedEvents()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    EMITTED.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if EMITTED.violations:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not EMITTED.seen:
+        return
+    counts = ", ".join(f"{t} v{v}: {n}" for (t, v), n in sorted(EMITTED.seen.items()))
+    terminalreporter.write_line(f"contract check: {sum(EMITTED.seen.values())} emitted events ({counts})")
+    if EMITTED.never_seen():
+        terminalreporter.write_line(
+            f"contract check: never emitted in this run: {', '.join(EMITTED.never_seen())}"
+        )
+    if EMITTED.violations:
+        terminalreporter.write_line(
+            f"contract check FAILED: {len(EMITTED.violations)} event(s) do not match their published schema:",
+            red=True,
+        )
+        for line in EMITTED.violations[:50]:
+            terminalreporter.write_line(f"  {line}", red=True)
 
 
 @pytest.fixture(scope="session")

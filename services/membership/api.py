@@ -1,4 +1,4 @@
-"""HTTP API (DESIGN.md §4), under /v1. Every route names the roles it admits.
+"""HTTP API (docs/DESIGN.md §4), under /v1. Every route names the roles it admits.
 
 Request bodies check shapes (types, lengths, enums, dates as YYYY-MM-DD); the business rules live
 in ``domain``. Writes go through ``runtime.command`` (one transaction, retried on version

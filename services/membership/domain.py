@@ -178,13 +178,13 @@ class Union(Aggregate):
                 union_id=uuid.UUID(self.id),
                 name=name,
                 level=level,
-                parent_id=uuid.UUID(parent.id) if parent else None,
+                parent_union_id=uuid.UUID(parent.id) if parent else None,
             )
         )
 
     def _on_UnionRegistered(self, e: UnionRegistered) -> None:
         self.name, self.level = e.name, e.level
-        self.parent_id = str(e.parent_id) if e.parent_id else None
+        self.parent_id = str(e.parent_union_id) if e.parent_union_id else None
 
 
 def _grassroots(union: Union, field: str) -> Union:

@@ -90,7 +90,7 @@ async def _union_registered(conn: AsyncConnection, env: EventEnvelope, e: UnionR
             union_id=e.union_id,
             name=e.name,
             level=e.level,
-            parent_id=e.parent_id,
+            parent_id=e.parent_union_id,
             registered_at=env.occurred_at,
         )
         .on_conflict_do_nothing()

@@ -6,6 +6,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -30,6 +31,27 @@ class LeaveReason(StrEnum):
 
 
 class UnionRegistered(DomainEvent):
+    """A union joined the federation tree, under ``parent_union_id`` (None for the municipal
+    federation).
+
+    v2 renamed v1's ``parent_id`` to ``parent_union_id``: every other union reference of the
+    contract is ``*union_id``, and integrators joining the tree (federation statistics) key by it.
+    """
+
+    schema_version = 2
+    union_id: uuid.UUID
+    name: str
+    level: UnionLevel
+    parent_union_id: uuid.UUID | None = None
+
+
+class UnionRegisteredV1(DomainEvent):
+    """``UnionRegistered`` as written before v2: the parent is ``parent_id``. Such events are
+    still stored and can still arrive (replays publish events as written): read ``parent_id`` as
+    v2's ``parent_union_id`` (our upcaster below does exactly that)."""
+
+    event_type = "UnionRegistered"
+    schema_version = 1
     union_id: uuid.UUID
     name: str
     level: UnionLevel
@@ -144,5 +166,12 @@ registry = EventRegistry(
         EnrollmentCancelled,
         InjuryReported,
         PlanDefined,
-    ]
+    ],
+    older=[UnionRegisteredV1],
 )
+
+
+@registry.upcaster("UnionRegistered", 1)
+def _union_registered_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data["parent_union_id"] = data.pop("parent_id", None)
+    return data

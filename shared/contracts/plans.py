@@ -1,4 +1,5 @@
-"""The plan catalogue's shape and its default rows (DOMAIN_FACTS.md).
+"""The plan catalogue's shape and its default rows (docs/DESIGN.md §2): prices, levels, waiting
+periods and limits as the federation publishes them.
 
 The defaults only seed each service's ``plans`` table on first migration; from then on the table
 is the truth, edited through the membership staff API and propagated as ``PlanDefined`` events.

@@ -650,7 +650,8 @@ async def test_commands_publish_contract_envelopes(service: Service, tree: dict[
     assert injury["data"]["member_version"] == 7 and injury["data"]["traffic_accident"] is True
 
     [union_event] = envelopes(messages, tree["municipal"])
-    assert union_event["event_type"] == "UnionRegistered" and union_event["data"]["parent_id"] is None
+    assert union_event["event_type"] == "UnionRegistered" and union_event["schema_version"] == 2
+    assert union_event["data"]["parent_union_id"] is None
 
     for m in messages:
         if m.key in (mid.encode(), report["report_id"].encode()):

@@ -109,7 +109,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_member_timeline_member", "member_timeline", ["member_id", "occurred_at"])
 
-    # --- the plan catalogue, seeded with the defaults of DOMAIN_FACTS.md ---
+    # --- the plan catalogue, seeded with the defaults of shared/contracts/plans.py ---
     plans = op.create_table(
         "plans",
         sa.Column("code", sa.Text, primary_key=True),

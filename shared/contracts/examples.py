@@ -1,0 +1,275 @@
+"""One example envelope per event type and schema version, built from the contract's own models.
+
+They follow the seed story (a member of a Shiyuan Street grassroots union hurt on her way home,
+with an accident enrolment and a Jing card: two claims). docs/EVENTS.md and the AsyncAPI documents
+show them; tests validate each against its published JSON Schema, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.contracts import claims as c
+from shared.contracts import membership as m
+from shared.contracts.common import Benefit, Gender
+from shared.envelope import EventEnvelope
+from shared.events import DomainEvent
+
+_NS = uuid.UUID("6f0b8a4e-2d1c-4f7e-9a55-000000000012")
+
+
+def _id(name: str) -> uuid.UUID:
+    return uuid.uuid5(_NS, name)
+
+
+MUNICIPAL, DISTRICT, STREET, UNION = _id("municipal"), _id("district"), _id("street"), _id("union")
+OTHER_UNION, MEMBER, ENROLLMENT, REPORT = _id("union-2"), _id("member"), _id("enrollment"), _id("report")
+PAID_CLAIM, CARD_CLAIM = _id("claim-paid"), _id("claim-card")
+
+#: (aggregate type, aggregate id, aggregate version, producer, payload)
+_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
+    (
+        "Union",
+        str(STREET),
+        1,
+        "membership",
+        m.UnionRegistered(
+            union_id=STREET, name="石园街道总工会", level=m.UnionLevel.STREET, parent_union_id=DISTRICT
+        ),
+    ),
+    (
+        "Union",
+        str(STREET),
+        1,
+        "membership",
+        m.UnionRegisteredV1(
+            union_id=STREET, name="石园街道总工会", level=m.UnionLevel.STREET, parent_id=DISTRICT
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        1,
+        "membership",
+        m.MemberJoined(
+            member_id=MEMBER,
+            union_id=UNION,
+            full_name="王秀兰",
+            gender=Gender.FEMALE,
+            birth_date=date(1978, 3, 14),
+            joined_on=date(2015, 6, 1),
+            employer="石园社区服务中心",
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        2,
+        "membership",
+        m.CardIssued(member_id=MEMBER, card_last4="4821", issued_on=date(2015, 7, 1)),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        3,
+        "membership",
+        m.PlanEnrolled(
+            enrollment_id=ENROLLMENT,
+            member_id=MEMBER,
+            plan_code="accident_injury",
+            shares=2,
+            price_level=Decimal(26),
+            coverage_starts_on=date(2016, 1, 1),
+            coverage_ends_on=date(2016, 12, 31),
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        4,
+        "membership",
+        m.MemberTransferred(
+            member_id=MEMBER, from_union_id=UNION, to_union_id=OTHER_UNION, transferred_on=date(2016, 9, 1)
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        5,
+        "membership",
+        m.CardCancelled(
+            member_id=MEMBER, card_last4="4821", cancelled_on=date(2016, 10, 8), reason="replaced"
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        6,
+        "membership",
+        m.EnrollmentCancelled(
+            enrollment_id=ENROLLMENT,
+            member_id=MEMBER,
+            plan_code="accident_injury",
+            cancelled_on=date(2016, 11, 30),
+            reason="cancelled",
+        ),
+    ),
+    (
+        "Member",
+        str(MEMBER),
+        7,
+        "membership",
+        m.MemberLeft(member_id=MEMBER, left_on=date(2038, 3, 31), reason=m.LeaveReason.RETIRED),
+    ),
+    (
+        "InjuryReport",
+        str(REPORT),
+        1,
+        "membership",
+        m.InjuryReported(
+            report_id=REPORT,
+            member_id=MEMBER,
+            occurred_on=date(2016, 8, 2),
+            work_related=False,
+            reported_on=date(2016, 8, 4),
+            member_version=3,
+            traffic_accident=True,
+        ),
+    ),
+    (
+        "Plan",
+        "card_non_work_accident",
+        1,
+        "membership",
+        m.PlanDefined(
+            code="card_non_work_accident",
+            name="京卡非工伤意外伤害综合互助保障",
+            benefit="card",
+            claim_kind="injury",
+            price_levels=[],
+            term_months=12,
+            min_age=None,
+            max_age=None,
+            genders=None,
+            waiting_days=0,
+            reduced_benefit_until_days=0,
+            reduced_benefit_amount=None,
+            benefit_per_share=None,
+            max_benefit=Decimal(20000),
+            active=True,
+        ),
+    ),
+    (
+        "Claim",
+        str(CARD_CLAIM),
+        1,
+        "claims",
+        c.ClaimFiled(
+            claim_id=CARD_CLAIM,
+            member_id=MEMBER,
+            report_id=REPORT,
+            plan_code="card_non_work_accident",
+            benefit=Benefit.CARD,
+            enrollment_id=None,
+            required_documents=[
+                "union_incident_certificate",
+                "diagnosis_and_hospital_records",
+                "id_copy",
+                "card_copy",
+                "traffic_accident_certificate",
+            ],
+            incident_on=date(2016, 8, 2),
+            filed_on=date(2016, 8, 4),
+        ),
+    ),
+    (
+        "InjuryReportDecision",
+        str(_id("report-2")),
+        1,
+        "claims",
+        c.NoCoverageFound(
+            report_id=_id("report-2"),
+            member_id=_id("member-2"),
+            reasons=[
+                "no_enrollment: no accident_injury enrolment",
+                "work_related: card_non_work_accident covers non-work accidents only",
+            ],
+        ),
+    ),
+    (
+        "Claim",
+        str(PAID_CLAIM),
+        2,
+        "claims",
+        c.ClaimDocumentsReceived(
+            claim_id=PAID_CLAIM,
+            documents=["union_incident_certificate", "diagnosis_and_hospital_records", "id_copy"],
+            complete=False,
+            missing=["card_copy", "traffic_accident_certificate"],
+        ),
+    ),
+    (
+        "Claim",
+        str(PAID_CLAIM),
+        4,
+        "claims",
+        c.ClaimApproved(claim_id=PAID_CLAIM, amount=Decimal("3200.00"), approved_on=date(2016, 9, 12)),
+    ),
+    (
+        "Claim",
+        str(_id("claim-3")),
+        3,
+        "claims",
+        c.ClaimRejected(claim_id=_id("claim-3"), reason_code="waiting_period", rejected_on=date(2016, 9, 12)),
+    ),
+    (
+        "Claim",
+        str(PAID_CLAIM),
+        5,
+        "claims",
+        c.ClaimPaid(
+            claim_id=PAID_CLAIM,
+            member_id=MEMBER,
+            plan_code="accident_injury",
+            amount=Decimal("3200.00"),
+            paid_on=date(2016, 9, 20),
+        ),
+    ),
+]
+
+
+_FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
+
+
+def examples() -> dict[tuple[str, int], dict[str, Any]]:
+    """(event type, schema version) -> the example envelope, as JSON would carry it."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for i, (agg_type, agg_id, agg_version, producer, event) in enumerate(_EXAMPLES):
+        envelope = EventEnvelope(
+            event_id=_id(f"event-{event.event_type}-{event.schema_version}"),
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            aggregate_type=agg_type,
+            aggregate_id=agg_id,
+            aggregate_version=agg_version,
+            occurred_at=datetime(2016, 8, 4, 1, 30, i, tzinfo=UTC),
+            producer=producer,
+            correlation_id=_id(f"correlation-{agg_id}"),
+            # Claims opened from a report are caused by its InjuryReported; staff commands by nothing.
+            causation_id=_id("event-InjuryReported-1") if event.event_type in _FROM_REPORT else None,
+            data=event.model_dump(mode="json"),
+        )
+        out[(event.event_type, event.schema_version)] = envelope.model_dump(mode="json")
+    return out
+
+
+def kafka_headers(envelope: dict[str, Any]) -> dict[str, str]:
+    return {
+        "event_type": envelope["event_type"],
+        "event_id": envelope["event_id"],
+        "schema_version": str(envelope["schema_version"]),
+        "correlation_id": envelope["correlation_id"],
+    }
