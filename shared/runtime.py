@@ -114,7 +114,9 @@ class ServiceRuntime:
         self.subscriptions.append(Subscription(consumer, topic, f"{self.name}.{consumer.name}"))
 
     async def start(self) -> None:
-        await upgrade_to_head(self.migrations, self.settings.database_url)
+        await upgrade_to_head(
+            self.migrations, self.settings.database_url, wait_seconds=self.settings.db_wait_seconds
+        )
         if self.run_relay:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         if self.subscriptions:

@@ -9,6 +9,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 #: Documented local-development tokens (DESIGN.md §4). Never accepted in production mode.
 LOCAL_TOKENS: dict[str, str] = {
@@ -35,11 +36,13 @@ class CommonSettings(BaseSettings):
     mode: Mode = Mode.DEVELOPMENT
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     #: JSON object {token: role}. Empty means the local development tokens.
-    api_tokens: str = ""
+    api_tokens: str = Field(default="", repr=False)  # secrets stay out of reprs (and so logs)
     #: base64 of 32 bytes: encrypts and hashes personal identifiers (national ID, phone).
-    pii_key: str = LOCAL_KEY
+    pii_key: str = Field(default=LOCAL_KEY, repr=False)
     log_level: str = "INFO"
     consumer_max_attempts: int = 5
+    #: How long start-up waits for a database that is not reachable yet (then it fails).
+    db_wait_seconds: float = 120.0
     relay_poll_interval: float = 1.0
 
     def tokens(self) -> dict[str, str]:
@@ -81,10 +84,20 @@ def service_settings(service: str, default_port: int) -> type[CommonSettings]:
     )
 
     class ServiceSettings(CommonSettings):
-        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL")
+        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL", repr=False)
+        #: Set, it replaces the URL's password; the URL is then rendered with it percent-encoded,
+        #: so a generated password with "@", "/", "%"... works without the operator encoding it.
+        database_password: str = Field(default="", validation_alias=f"{prefix}_DATABASE_PASSWORD", repr=False)
         port: int = Field(default=default_port, validation_alias=f"{prefix}_PORT")
         host: str = Field(default="127.0.0.1", validation_alias=f"{prefix}_HOST")
         topic: str = Field(default=f"{service}.events", validation_alias=f"{prefix}_TOPIC")
+
+        @model_validator(mode="after")
+        def _password_into_url(self) -> Self:
+            if self.database_password:
+                url = make_url(self.database_url).set(password=self.database_password)
+                self.database_url = url.render_as_string(hide_password=False)
+            return self
 
         def _production_problems(self) -> list[str]:
             if LOCAL_DB_PASSWORD_SUFFIX + "@" in self.database_url:

@@ -14,7 +14,7 @@ from shared.runtime import configure_logging, serve
 
 
 async def _rebuild(settings: MembershipSettings) -> int:
-    await upgrade_to_head(MIGRATIONS, settings.database_url)
+    await upgrade_to_head(MIGRATIONS, settings.database_url, wait_seconds=settings.db_wait_seconds)
     runtime = build_runtime(settings)
     try:
         return await rebuild_read_models(runtime.engine, runtime.store)
