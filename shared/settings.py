@@ -23,6 +23,40 @@ LOCAL_KEY = base64.b64encode(b"local-development-key-not-secret").decode()
 LOCAL_DB_PASSWORD_SUFFIX = "-local"  # noqa: S105 - the documented local-only password
 
 
+#: Shortest API token production mode accepts: 32 characters (`openssl rand -hex 32` gives 64).
+MIN_TOKEN_LENGTH = 32
+#: Words that mark a value copied from documentation rather than generated.
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replace",
+    "example",
+    "placeholder",
+    "your-",
+    "your_",
+    "todo",
+    "dummy",
+    "sample",
+    "secret-token",
+    "xxxx",
+)
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a production API token, or None. Never repeats the token."""
+    lowered = token.lower()
+    if "<" in token or ">" in token or "{" in token or "}" in token:
+        return "is a placeholder (contains <, >, { or })"
+    if word := next((w for w in PLACEHOLDER_WORDS if w in lowered), None):
+        return f"is a placeholder (contains {word!r})"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} are required"
+    if len(set(token)) < 8 or token.strip() != token:
+        return "is not random enough (too few distinct characters, or padded with spaces)"
+    return None
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -65,6 +99,11 @@ class CommonSettings(BaseSettings):
             problems = []
             if not self.api_tokens or set(self.tokens()) & set(LOCAL_TOKENS):
                 problems.append("UNION_API_TOKENS must be set, without the local tokens")
+            else:
+                for number, (token, role) in enumerate(self.tokens().items(), 1):
+                    if why := token_problem(token):
+                        # Which one by position and role: the token itself is a secret.
+                        problems.append(f"UNION_API_TOKENS: token #{number} (role {role!r}) {why}")
             if self.pii_key == LOCAL_KEY:
                 problems.append("UNION_PII_KEY must be set to a secret key")
             problems.extend(self._production_problems())
