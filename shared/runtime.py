@@ -29,11 +29,11 @@ from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer
-from shared.kafka import ensure_topics
+from shared.kafka import awaited_topics, dlq_topic, ensure_or_await_topics
 from shared.locks import LockSpace, xact_lock_sql
 from shared.migrations import upgrade_to_head
 from shared.relay import OutboxRelay
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, Mode
 from shared.tables import idempotency_keys
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
@@ -73,6 +73,9 @@ class ServiceRuntime:
             hide_parameters=True,  # error messages (and so logs) never carry bound values
         )
         self.store = EventStore(self.name, self.registry)
+        #: Production topics belong to the cluster (Strimzi KafkaTopic resources): a service that
+        #: created one would give it its own replication factor. Only development creates them.
+        self.create_topics: bool = self.settings.mode is not Mode.PRODUCTION
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
         self.broker = KafkaBroker(self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
         self.relay = OutboxRelay(
@@ -81,6 +84,7 @@ class ServiceRuntime:
             self.settings.topic,
             self.settings.kafka_bootstrap_servers,
             poll_interval=self.settings.relay_poll_interval,
+            create_topics=self.create_topics,
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,8 +134,11 @@ class ServiceRuntime:
         while not self._stop.is_set():
             try:
                 # Subscribing would auto-create a missing topic with the broker's defaults.
-                await ensure_topics(
-                    self.settings.kafka_bootstrap_servers, [s.topic for s in self.subscriptions]
+                await ensure_or_await_topics(
+                    self.settings.kafka_bootstrap_servers,
+                    self.consumed_topics(),
+                    create=self.create_topics,
+                    stop=self._stop,
                 )
                 await self.broker.start()
                 return
@@ -141,6 +148,10 @@ class ServiceRuntime:
                     await self.broker.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    def consumed_topics(self) -> list[str]:
+        """What the consumers read, and the dead-letter topics they write to."""
+        return [t for sub in self.subscriptions for t in (sub.topic, dlq_topic(sub.topic))]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -158,6 +169,8 @@ class ServiceRuntime:
                 await conn.execute(sa.text("SELECT 1"))
             checks["database"] = True
         checks["kafka"] = await self._kafka_reachable()
+        # Production mode waits for topics it may not create: unready, and /readyz says which.
+        checks["topics"] = not awaited_topics()
         return checks
 
     async def _kafka_reachable(self) -> bool:
@@ -218,7 +231,10 @@ class ServiceRuntime:
         async def readyz() -> JSONResponse:
             checks = await self.ready()
             ok = all(checks.values())
-            return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+            body: dict[str, Any] = {"ready": ok, "checks": checks}
+            if missing := awaited_topics():
+                body["missing_topics"] = missing
+            return JSONResponse(body, status_code=200 if ok else 503)
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
