@@ -31,6 +31,8 @@ from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer
 from shared.kafka import awaited_topics, dlq_topic, ensure_or_await_topics
 from shared.locks import LockSpace, xact_lock_sql
+from shared.logs import configure as configure_logs
+from shared.logs import log_context, logging_config
 from shared.migrations import upgrade_to_head
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings, Mode
@@ -77,7 +79,13 @@ class ServiceRuntime:
         #: created one would give it its own replication factor. Only development creates them.
         self.create_topics: bool = self.settings.mode is not Mode.PRODUCTION
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
-        self.broker = KafkaBroker(self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+        self.broker = KafkaBroker(
+            self.settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            # Our logger, not faststream's own coloured stdout handler: lines go out as JSON.
+            logger=logging.getLogger("faststream.kafka"),
+        )
         self.relay = OutboxRelay(
             self.engine,
             self.store,
@@ -219,7 +227,8 @@ class ServiceRuntime:
             except ValueError:
                 cid = uuid.uuid4()
             request.state.correlation_id = cid
-            response = await call_next(request)
+            with log_context(correlation_id=cid):
+                response = await call_next(request)
             response.headers[CORRELATION_HEADER] = str(cid)
             return response
 
@@ -343,22 +352,23 @@ class _Replay(Exception):
         self.response = response
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(level: str, service: str = "") -> None:
+    """JSON lines on stderr for every logger (shared/logs.py)."""
+    configure_logs(service, level)
 
 
 def serve(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
     import uvicorn
 
-    configure_logging(settings.log_level)
+    service = app.state.runtime.name
+    configure_logging(settings.log_level, service)
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvicorn applies this itself (replacing its coloured default formatters).
+        log_config=logging_config(service, settings.log_level),
         timeout_graceful_shutdown=15,
         access_log=False,
     )

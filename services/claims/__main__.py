@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = ClaimsSettings()
     if args.command == "rebuild":
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, "claims")
         print(f"claims read models rebuilt from {asyncio.run(_rebuild(settings))} events")
         return
     serve(create_app(settings), settings, settings.host, settings.port)

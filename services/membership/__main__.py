@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = MembershipSettings()
     if args.command == "rebuild":
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, "membership")
         replayed = asyncio.run(_rebuild(settings))
         print(f"read models rebuilt from {replayed} events")
         return
