@@ -33,6 +33,7 @@ from shared.kafka import awaited_topics, dlq_topic, ensure_or_await_topics
 from shared.locks import LockSpace, xact_lock_sql
 from shared.logs import configure as configure_logs
 from shared.logs import log_context, logging_config
+from shared.metrics import ServiceMetrics, instrument_http
 from shared.migrations import upgrade_to_head
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings, Mode
@@ -94,6 +95,7 @@ class ServiceRuntime:
             poll_interval=self.settings.relay_poll_interval,
             create_topics=self.create_topics,
         )
+        self.metrics = ServiceMetrics(self.engine, self.settings.kafka_bootstrap_servers)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._kafka_ok = False
@@ -157,6 +159,13 @@ class ServiceRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
+    def consumer_groups(self) -> dict[str, list[str]]:
+        """Each consumer group this service runs, with the topics it reads."""
+        groups: dict[str, list[str]] = {}
+        for sub in self.subscriptions:
+            groups.setdefault(sub.group_id, []).append(sub.topic)
+        return groups
+
     def consumed_topics(self) -> list[str]:
         """What the consumers read, and the dead-letter topics they write to."""
         return [t for sub in self.subscriptions for t in (sub.topic, dlq_topic(sub.topic))]
@@ -216,6 +225,7 @@ class ServiceRuntime:
         app.state.runtime = self
         app.state.auth = TokenAuthority(self.settings.tokens())
         install_problem_handlers(app)
+        instrument_http(app)
 
         @app.middleware("http")
         async def correlation(
@@ -247,6 +257,8 @@ class ServiceRuntime:
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
+            dlq = [dlq_topic(sub.topic) for sub in self.subscriptions]
+            await self.metrics.refresh(self.consumer_groups(), dlq)
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
         for router in routers:
