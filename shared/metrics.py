@@ -95,6 +95,16 @@ async def _partitions(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list
     )
 
 
+async def topic_partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """The partitions of ``topics`` that exist (a missing topic has none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        return await _partitions(admin, topics)
+    finally:
+        await admin.close()
+
+
 async def _offsets(
     bootstrap_servers: str, partitions: list[TopicPartition]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
@@ -137,12 +147,7 @@ async def consumer_lag(bootstrap_servers: str, groups: Mapping[str, Sequence[str
 async def topic_sizes(bootstrap_servers: str, topics: Iterable[str]) -> dict[str, int]:
     """Messages retained per topic (end minus beginning offsets); 0 for a topic that does not exist."""
     wanted = list(dict.fromkeys(topics))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        partitions = await _partitions(admin, wanted)
-    finally:
-        await admin.close()
+    partitions = await topic_partitions(bootstrap_servers, wanted)
     beginning, end = await _offsets(bootstrap_servers, partitions)
     sizes = dict.fromkeys(wanted, 0)
     for tp in partitions:

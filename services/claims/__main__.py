@@ -1,4 +1,5 @@
 """``python -m services.claims``            serve HTTP, relay and consumers on CLAIMS_HOST:CLAIMS_PORT
+``python -m services.claims ops …``     operations: outbox, lag, dlq, stream, migrate (shared/ops.py)
 ``python -m services.claims rebuild``    rebuild the claims read models from the event store.
 
 The coverage model is not in this service's event store (it is fed by membership.events): to
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from services.claims.app import MIGRATIONS, ClaimsSettings, build_runtime, create_app
 from services.claims.projections import own_projection
+from shared import ops
 from shared.migrations import upgrade_to_head
 from shared.projections import rebuild
 from shared.runtime import configure_logging, serve
@@ -28,8 +31,12 @@ async def _rebuild(settings: ClaimsSettings) -> int:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["ops"]:  # python -m services.claims ops …  (see shared/ops.py)
+        settings = ClaimsSettings()
+        configure_logging("WARNING", "claims")  # stdout stays the command's own output
+        ops.main(build_runtime(settings), sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m services.claims")
-    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild", "ops"], default="serve")
     args = parser.parse_args()
     settings = ClaimsSettings()
     if args.command == "rebuild":

@@ -1,14 +1,17 @@
 """``python -m services.membership``            serve HTTP on MEMBERSHIP_HOST:MEMBERSHIP_PORT
+``python -m services.membership ops …``     operations: outbox, lag, dlq, stream, migrate (shared/ops.py)
 ``python -m services.membership rebuild``    rebuild the read models from the event store."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from services.membership.app import MIGRATIONS, build_runtime, create_app
 from services.membership.projections import rebuild_read_models
 from services.membership.settings import MembershipSettings
+from shared import ops
 from shared.migrations import upgrade_to_head
 from shared.runtime import configure_logging, serve
 
@@ -23,8 +26,12 @@ async def _rebuild(settings: MembershipSettings) -> int:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["ops"]:  # python -m services.membership ops …  (see shared/ops.py)
+        settings = MembershipSettings()
+        configure_logging("WARNING", "membership")  # stdout stays the command's own output
+        ops.main(build_runtime(settings), sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m services.membership")
-    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild", "ops"], default="serve")
     args = parser.parse_args()
     settings = MembershipSettings()
     if args.command == "rebuild":
