@@ -167,7 +167,7 @@ class ServiceMetrics:
         bootstrap_servers: str,
         *,
         kafka_interval: float = 15.0,
-        timeout: float = 5.0,
+        timeout: float = 4.0,  # per source: database + Kafka stay under Prometheus' 10 s default
     ) -> None:
         self.engine = engine
         self.bootstrap_servers = bootstrap_servers

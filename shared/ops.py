@@ -21,7 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.kafka import dlq_topic, reliable_producer
 from shared.metrics import consumer_lag, outbox_stats, topic_partitions
 from shared.migrations import upgrade_to_head
+from shared.runtime import ServiceRuntime
 
 #: Header the replay adds, so a message that fails again shows where it came from.
 REPLAYED_FROM = "dlq_replayed_from"
@@ -229,8 +230,8 @@ class _Out:
         )
 
 
-async def run(runtime: Any, argv: Sequence[str], out: TextIO = sys.stdout) -> int:
-    """Run one ops command for ``runtime`` (a ``shared.runtime.ServiceRuntime``); the exit code."""
+async def run(runtime: ServiceRuntime, argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    """Run one ops command for ``runtime``; returns the exit code."""
     argv = list(argv)
     as_json = "--json" in argv  # accepted anywhere: `ops lag --json` as well as `ops --json lag`
     args = _parser(f"python -m services.{runtime.name} ops").parse_args([a for a in argv if a != "--json"])
@@ -300,7 +301,7 @@ async def run(runtime: Any, argv: Sequence[str], out: TextIO = sys.stdout) -> in
         await runtime.engine.dispose()
 
 
-async def _dlq(runtime: Any, args: argparse.Namespace, emit: Any) -> int:
+async def _dlq(runtime: ServiceRuntime, args: argparse.Namespace, emit: Callable[[Any, str], None]) -> int:
     known = [dlq_topic(sub.topic) for sub in runtime.subscriptions]
     topic = args.topic or (known[0] if len(known) == 1 else None)
     if topic is None:
@@ -358,6 +359,6 @@ async def _dlq(runtime: Any, args: argparse.Namespace, emit: Any) -> int:
     return 0
 
 
-def main(runtime: Any, argv: Sequence[str]) -> None:
+def main(runtime: ServiceRuntime, argv: Sequence[str]) -> None:
     """Entry point from ``services/<name>/__main__.py``."""
     raise SystemExit(asyncio.run(run(runtime, argv)))
