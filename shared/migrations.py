@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.locks import LockSpace, xact_lock_sql
 from shared.tables import OUTBOX_NOTIFY_DDL, core_metadata
+
+log = logging.getLogger(__name__)
+
+#: SQLSTATEs that mean "the database is not there *yet*": it does not exist (3D000), the role or
+#: its password is not set up yet (28000, 28P01), the server is starting or shutting down (57P03,
+#: 57P01), it is full (53300), or the connection failed (class 08). What CloudNativePG shows while
+#: it bootstraps a cluster, and PostgreSQL while it starts.
+_NOT_YET = {"3D000", "28000", "28P01", "57P01", "57P03", "53300"}
 
 
 def uuid_column(name: str, *, primary_key: bool = False, nullable: bool = True) -> sa.Column[object]:
@@ -72,14 +83,74 @@ def drop_core_tables(bind: sa.engine.Connection) -> None:
 def alembic_config(script_location: Path, database_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
-    cfg.set_main_option("sqlalchemy.url", database_url)
+    # Alembic's options go through configparser interpolation, where "%" starts a reference: a
+    # URL-encoded password ("%40" for "@") or a literal "%" would crash with "invalid
+    # interpolation syntax". Doubled, configparser hands back the URL unchanged.
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
 
 
-async def upgrade_to_head(script_location: Path, database_url: str) -> None:
-    """Apply a service's migrations. Advisory-locked so two replicas starting together are safe."""
+def _not_yet(exc: BaseException) -> str | None:
+    """Why ``exc`` means "the database is not reachable yet" (for the log), or None."""
+    if isinstance(exc, OSError | TimeoutError):
+        return type(exc).__name__
+    seen: BaseException | None = exc
+    while seen is not None:  # SQLAlchemy wraps the driver's error, which carries the SQLSTATE
+        code = str(getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None) or "")
+        if code in _NOT_YET or code.startswith("08"):
+            return f"{type(seen).__name__} (SQLSTATE {code})"
+        if isinstance(seen, OSError | TimeoutError):
+            return type(seen).__name__
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+async def wait_for_database(engine: AsyncEngine, wait_seconds: float) -> None:
+    """Connect, retrying for up to ``wait_seconds`` while the database is not there yet.
+
+    A pod that starts before its database (CloudNativePG still bootstrapping) waits here, logging
+    every attempt, instead of crash-looping with growing back-off. Errors that waiting cannot fix
+    (a bad URL, a migration failing) are raised at once; so is the last error once time is up.
+    """
+    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            if attempt > 1:
+                log.info("database reachable after %d attempt(s)", attempt)
+            return
+        except Exception as exc:
+            reason = _not_yet(exc)
+            left = deadline - time.monotonic()
+            if reason is None or left <= 0:
+                if reason is not None:
+                    log.error("database still not reachable after %.0fs: %s; giving up", wait_seconds, reason)
+                raise
+            pause = min(delay, left)
+            # Never the URL: it holds the password.
+            log.warning(
+                "database not reachable yet (%s); attempt %d, retrying in %.1fs (%.0fs left)",
+                reason,
+                attempt,
+                pause,
+                left,
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, 5.0)
+
+
+async def upgrade_to_head(script_location: Path, database_url: str, *, wait_seconds: float = 0.0) -> None:
+    """Apply a service's migrations. Advisory-locked so two replicas starting together are safe.
+
+    ``wait_seconds``: how long to wait for a database that is not reachable yet (see
+    ``wait_for_database``); services pass ``UNION_DB_WAIT_SECONDS``.
+    """
     engine = create_async_engine(database_url)
     try:
+        await wait_for_database(engine, wait_seconds)
         async with engine.begin() as conn:
             await conn.execute(sa.text(xact_lock_sql(LockSpace.MIGRATIONS)), {"name": "alembic"})
 

@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.eventstore import EventStore
-from shared.kafka import ensure_topics, reliable_producer
+from shared.kafka import ensure_or_await_topics, reliable_producer
 from shared.locks import LockSpace
 from shared.tables import OUTBOX_CHANNEL
 
@@ -114,6 +114,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         max_backoff: float = 10.0,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        create_topics: bool = True,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -127,6 +128,8 @@ class OutboxRelay:
         self.ready = asyncio.Event()
         self._held_counted_at = float("-inf")
         self._isolating = False  # set by a permanent delivery error: find the record it was
+        #: False in production mode: wait for the topic instead of creating it.
+        self.create_topics = create_topics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set. Every failure is retried; only cancellation ends it early."""
@@ -136,7 +139,9 @@ class OutboxRelay:
                 async with self._leadership(stop) as conn:
                     if conn is None:
                         return
-                    await ensure_topics(self.bootstrap_servers, [self.topic])
+                    await ensure_or_await_topics(
+                        self.bootstrap_servers, [self.topic], create=self.create_topics, stop=stop
+                    )
                     producer = self._producer_factory()
                     await producer.start()
                     try:

@@ -31,12 +31,15 @@ from shared.events import EventRegistry
 from shared.eventstore import EventStore
 from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer, LockPlan, Reaction
-from shared.kafka import ensure_topics
+from shared.kafka import awaited_topics, dlq_topic, ensure_or_await_topics
 from shared.locks import LockSpace, xact_lock_sql
+from shared.logs import configure as configure_logs
+from shared.logs import log_context, logging_config
+from shared.metrics import ServiceMetrics, instrument_http
 from shared.migrations import upgrade_to_head
 from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, Mode
 from shared.tables import idempotency_keys
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
@@ -85,6 +88,9 @@ class ServiceRuntime:
             connect_args=loopback_without_tls(self.settings.database_url),
         )
         self.store = EventStore(self.name, self.registry, max_event_bytes=self.settings.max_event_bytes)
+        #: Production topics belong to the cluster (Strimzi KafkaTopic resources): a service that
+        #: created one would give it its own replication factor. Only development creates them.
+        self.create_topics: bool = self.settings.mode is not Mode.PRODUCTION
         self.cipher = FieldCipher(self.settings.key_bytes(self.settings.pii_key))
         self.relay = OutboxRelay(
             self.engine,
@@ -92,7 +98,9 @@ class ServiceRuntime:
             self.settings.topic,
             self.settings.kafka_bootstrap_servers,
             poll_interval=self.settings.relay_poll_interval,
+            create_topics=self.create_topics,
         )
+        self.metrics = ServiceMetrics(self.engine, self.settings.kafka_bootstrap_servers)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._kafka_ok = False
@@ -141,7 +149,9 @@ class ServiceRuntime:
         self.subscriptions.append(Subscription(consumer, topic, loop))
 
     async def start(self) -> None:
-        await upgrade_to_head(self.migrations, self.settings.database_url)
+        await upgrade_to_head(
+            self.migrations, self.settings.database_url, wait_seconds=self.settings.db_wait_seconds
+        )
         if self.run_relay:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         for sub in self.subscriptions:
@@ -153,7 +163,12 @@ class ServiceRuntime:
         while not self._stop.is_set():
             try:
                 # Subscribing would auto-create a missing topic with the broker's defaults.
-                await ensure_topics(self.settings.kafka_bootstrap_servers, [sub.topic])
+                await ensure_or_await_topics(
+                    self.settings.kafka_bootstrap_servers,
+                    [sub.topic, dlq_topic(sub.topic)],
+                    create=self.create_topics,
+                    stop=self._stop,
+                )
                 break
             except Exception as exc:
                 log.warning(
@@ -163,6 +178,17 @@ class ServiceRuntime:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
                 delay = min(delay * 2, 10)
         await sub.loop.run(self._stop)
+
+    def consumer_groups(self) -> dict[str, list[str]]:
+        """Each consumer group this service runs, with the topics it reads."""
+        groups: dict[str, list[str]] = {}
+        for sub in self.subscriptions:
+            groups.setdefault(sub.group_id, []).append(sub.topic)
+        return groups
+
+    def consumed_topics(self) -> list[str]:
+        """What the consumers read, and the dead-letter topics they write to."""
+        return [t for sub in self.subscriptions for t in (sub.topic, dlq_topic(sub.topic))]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -179,6 +205,9 @@ class ServiceRuntime:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             checks["database"] = True
+        if awaited_topics():
+            # Production mode waits for topics it may not create: unready until they exist.
+            checks["topics"] = False
         return checks
 
     async def health(self) -> dict[str, Any]:
@@ -187,6 +216,7 @@ class ServiceRuntime:
         checks["kafka"] = await self._kafka_reachable()
         checks["relay_leader"] = self.relay.ready.is_set() if self.run_relay else None
         checks["consumers"] = {s.group_id: s.loop.assigned.is_set() for s in self.subscriptions}
+        checks["topics"] = not awaited_topics()
         return checks
 
     async def _kafka_reachable(self) -> bool:
@@ -229,6 +259,7 @@ class ServiceRuntime:
         app.state.runtime = self
         app.state.auth = TokenAuthority(self.settings.tokens())
         install_problem_handlers(app)
+        instrument_http(app)
 
         @app.middleware("http")
         async def correlation(
@@ -240,7 +271,8 @@ class ServiceRuntime:
             except ValueError:
                 cid = uuid.uuid4()
             request.state.correlation_id = cid
-            response = await call_next(request)
+            with log_context(correlation_id=cid):
+                response = await call_next(request)
             response.headers[CORRELATION_HEADER] = str(cid)
             return response
 
@@ -252,7 +284,10 @@ class ServiceRuntime:
         async def readyz() -> JSONResponse:
             checks = await self.ready()
             ok = all(checks.values())
-            return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+            body: dict[str, Any] = {"ready": ok, "checks": checks}
+            if missing := awaited_topics():
+                body["missing_topics"] = missing
+            return JSONResponse(body, status_code=200 if ok else 503)
 
         @app.get("/healthz/details", include_in_schema=False)
         async def health_details() -> JSONResponse:
@@ -274,6 +309,8 @@ class ServiceRuntime:
                     "metrics need UNION_METRICS_TOKEN",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
+            dlq = [dlq_topic(sub.topic) for sub in self.subscriptions]
+            await self.metrics.refresh(self.consumer_groups(), dlq)
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
         for router in routers:
@@ -395,22 +432,23 @@ class _Replay(Exception):
         self.response = response
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(level: str, service: str = "") -> None:
+    """JSON lines on stderr for every logger (shared/logs.py)."""
+    configure_logs(service, level)
 
 
 def serve(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
     import uvicorn
 
-    configure_logging(settings.log_level)
+    service = app.state.runtime.name
+    configure_logging(settings.log_level, service)
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvicorn applies this itself (replacing its coloured default formatters).
+        log_config=logging_config(service, settings.log_level),
         timeout_graceful_shutdown=15,
         access_log=False,
     )

@@ -9,6 +9,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 #: Documented local-development tokens (docs/DESIGN.md §4). Never accepted in production mode.
 LOCAL_TOKENS: dict[str, str] = {
@@ -24,6 +25,40 @@ LOCAL_METRICS_TOKEN = "local-metrics-token"  # noqa: S105 - documented, local on
 LOCAL_DB_PASSWORD_SUFFIX = "-local"  # noqa: S105 - the documented local-only password
 
 
+#: Shortest API token production mode accepts: 32 characters (`openssl rand -hex 32` gives 64).
+MIN_TOKEN_LENGTH = 32
+#: Words that mark a value copied from documentation rather than generated.
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replace",
+    "example",
+    "placeholder",
+    "your-",
+    "your_",
+    "todo",
+    "dummy",
+    "sample",
+    "secret-token",
+    "xxxx",
+)
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a production API token, or None. Never repeats the token."""
+    lowered = token.lower()
+    if "<" in token or ">" in token or "{" in token or "}" in token:
+        return "is a placeholder (contains <, >, { or })"
+    if word := next((w for w in PLACEHOLDER_WORDS if w in lowered), None):
+        return f"is a placeholder (contains {word!r})"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_LENGTH} are required"
+    if len(set(token)) < 8 or token.strip() != token:
+        return "is not random enough (too few distinct characters, or padded with spaces)"
+    return None
+
+
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -37,11 +72,13 @@ class CommonSettings(BaseSettings):
     mode: Mode = Mode.DEVELOPMENT
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     #: JSON object {token: role}. Empty means the local development tokens.
-    api_tokens: str = ""
+    api_tokens: str = Field(default="", repr=False)  # secrets stay out of reprs (and so logs)
     #: base64 of 32 bytes: encrypts and hashes personal identifiers (national ID, phone).
-    pii_key: str = LOCAL_KEY
+    pii_key: str = Field(default=LOCAL_KEY, repr=False)
     log_level: str = "INFO"
     consumer_max_attempts: int = 5
+    #: How long start-up waits for a database that is not reachable yet (then it fails).
+    db_wait_seconds: float = 120.0
     #: Records fetched per poll (across the partitions a process owns): the upper bound of one
     #: partition's batch transaction.
     consumer_max_records: int = 500
@@ -76,6 +113,11 @@ class CommonSettings(BaseSettings):
             problems = []
             if not self.api_tokens or set(self.tokens()) & set(LOCAL_TOKENS):
                 problems.append("UNION_API_TOKENS must be set, without the local tokens")
+            else:
+                for number, (token, role) in enumerate(self.tokens().items(), 1):
+                    if why := token_problem(token):
+                        # Which one by position and role: the token itself is a secret.
+                        problems.append(f"UNION_API_TOKENS: token #{number} (role {role!r}) {why}")
             if not self.metrics_token or self.metrics_token == LOCAL_METRICS_TOKEN:
                 problems.append("UNION_METRICS_TOKEN must be set to a secret token")
             if self.pii_key == LOCAL_KEY:
@@ -97,10 +139,20 @@ def service_settings(service: str, default_port: int) -> type[CommonSettings]:
     )
 
     class ServiceSettings(CommonSettings):
-        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL")
+        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL", repr=False)
+        #: Set, it replaces the URL's password; the URL is then rendered with it percent-encoded,
+        #: so a generated password with "@", "/", "%"... works without the operator encoding it.
+        database_password: str = Field(default="", validation_alias=f"{prefix}_DATABASE_PASSWORD", repr=False)
         port: int = Field(default=default_port, validation_alias=f"{prefix}_PORT")
         host: str = Field(default="127.0.0.1", validation_alias=f"{prefix}_HOST")
         topic: str = Field(default=f"{service}.events", validation_alias=f"{prefix}_TOPIC")
+
+        @model_validator(mode="after")
+        def _password_into_url(self) -> Self:
+            if self.database_password:
+                url = make_url(self.database_url).set(password=self.database_password)
+                self.database_url = url.render_as_string(hide_password=False)
+            return self
 
         def _production_problems(self) -> list[str]:
             if LOCAL_DB_PASSWORD_SUFFIX + "@" in self.database_url:

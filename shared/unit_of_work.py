@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from shared.aggregate import Aggregate, NotFound
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
+from shared.logs import log_context
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -54,8 +55,16 @@ class UnitOfWork:
         return self._conn
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
-        self._tx = await self._conn.begin()
+        # Log lines written while this unit of work runs name its correlation id and, for a
+        # reaction, the event it reacts to (its causation).
+        self._log_context = log_context(correlation_id=self.correlation_id, event_id=self.causation_id)
+        self._log_context.__enter__()
+        try:
+            self._conn = await self._engine.connect()
+            self._tx = await self._conn.begin()
+        except BaseException:
+            self._log_context.__exit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -69,8 +78,11 @@ class UnitOfWork:
             if self._tx.is_active:
                 await self._tx.rollback()
         finally:
-            await self._conn.close()
-            self._conn = self._tx = None
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = self._tx = None
+                self._log_context.__exit__(None, None, None)
 
     async def commit(self) -> None:
         assert self._tx is not None

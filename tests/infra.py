@@ -55,7 +55,7 @@ def _try_containers(
         from testcontainers.community.kafka import KafkaContainer
         from testcontainers.community.postgres import PostgresContainer
 
-        pg = PostgresContainer("postgres:15") if need_db else None
+        pg = PostgresContainer("postgres:15.18-bookworm") if need_db else None
         kafka = KafkaContainer("apache/kafka:4.1.2").with_kraft() if need_kafka else None
     except Exception:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 
 import pytest
 from pydantic import ValidationError
@@ -14,6 +15,7 @@ from shared.settings import LOCAL_TOKENS, service_settings
 Settings = service_settings("claims", 8002)
 REAL_KEY = base64.b64encode(os.urandom(32)).decode()
 REAL_DB = "postgresql+asyncpg://claims:s3cret@db:5432/claims"
+GOOD_TOKEN = secrets.token_hex(32)  # what deploy/README.md generates (openssl rand -hex 32)
 
 
 def test_development_defaults_use_the_documented_local_tokens() -> None:
@@ -30,7 +32,7 @@ def test_production_refuses_local_tokens_key_and_password() -> None:
 
 
 def test_production_refuses_a_local_token_mixed_into_real_ones() -> None:
-    tokens = json.dumps({"a-real-long-token": "staff", "local-staff-token": "staff"})
+    tokens = json.dumps({secrets.token_hex(32): "staff", "local-staff-token": "staff"})
     with pytest.raises(ValidationError, match="without the local tokens"):
         Settings(mode="production", api_tokens=tokens, pii_key=REAL_KEY, CLAIMS_DATABASE_URL=REAL_DB)
 
@@ -38,12 +40,12 @@ def test_production_refuses_a_local_token_mixed_into_real_ones() -> None:
 def test_production_starts_with_real_secrets() -> None:
     s = Settings(
         mode="production",
-        api_tokens=json.dumps({"t-1": "staff"}),
+        api_tokens=json.dumps({GOOD_TOKEN: "staff"}),
         pii_key=REAL_KEY,
         metrics_token="a-real-metrics-token",
         CLAIMS_DATABASE_URL=REAL_DB,
     )
-    assert s.tokens() == {"t-1": "staff"}
+    assert s.tokens() == {GOOD_TOKEN: "staff"}
     assert len(s.key_bytes(s.pii_key)) == 32
 
 
@@ -56,3 +58,38 @@ def test_production_refuses_the_local_metrics_token() -> None:
             metrics_token="local-metrics-token",
             CLAIMS_DATABASE_URL=REAL_DB,
         )
+
+
+def _production(tokens: dict[str, str]) -> None:
+    Settings(mode="production", api_tokens=json.dumps(tokens), pii_key=REAL_KEY, CLAIMS_DATABASE_URL=REAL_DB)
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "<long random token>",  # deploy/README.md's snippet, as it stood
+        "<another>",
+        "{{ staff_token }}-0123456789abcdefghijklmnopqrstuvwxyz",
+        "changeme-0123456789abcdefghijklmnopqrstuvwxyz",
+        "CHANGE-ME-0123456789abcdefghijklmnopqrstuvwxyz",
+        "REPLACE-ME-0123456789abcdefghijklmnopqrstuvwxyz",
+        "example-token-0123456789abcdefghijklmnopqrstuvwxyz",
+        "your-token-here-0123456789abcdefghijklmnopqrstuvwxyz",
+        "x" * 64,
+    ],
+)
+def test_production_refuses_placeholder_tokens(placeholder: str) -> None:
+    with pytest.raises(ValidationError, match=r"token #2 \(role 'integrator'\)") as err:
+        _production({GOOD_TOKEN: "staff", placeholder: "integrator"})
+    assert placeholder not in str(err.value)  # the message names the token, never shows it
+
+
+def test_production_refuses_short_tokens() -> None:
+    short = secrets.token_hex(15)  # 30 random characters
+    with pytest.raises(ValidationError, match="30 characters long; at least 32"):
+        _production({short: "staff"})
+    _production({secrets.token_urlsafe(24): "staff"})  # 32 characters is enough
+
+
+def test_development_mode_keeps_accepting_short_tokens() -> None:
+    assert Settings(api_tokens=json.dumps({"t-1": "staff"})).tokens() == {"t-1": "staff"}

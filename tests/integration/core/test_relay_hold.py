@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import ops
+from shared import held as ops
 from shared.eventstore import EventStore
 from shared.relay import HELD_BACK, OutboxRelay
 from shared.tables import outbox, outbox_held
