@@ -1,5 +1,5 @@
 """``python -m services.claims``            serve HTTP, relay and consumers on CLAIMS_HOST:CLAIMS_PORT
-``python -m services.claims ops …``     operations: outbox, lag, reset-group, dlq, stream, migrate, held (shared/ops.py)
+``python -m services.claims ops …``     operations (shared/ops.py)
 ``python -m services.claims rebuild``    rebuild the claims read models from the event store.
 
 The coverage model is not in this service's event store (it is fed by membership.events): to

@@ -1,5 +1,5 @@
 """``python -m services.membership``            serve HTTP on MEMBERSHIP_HOST:MEMBERSHIP_PORT
-``python -m services.membership ops …``     operations: outbox, lag, reset-group, dlq, stream, migrate, held (shared/ops.py)
+``python -m services.membership ops …``     operations (shared/ops.py)
 ``python -m services.membership rebuild``    rebuild the read models from the event store."""
 
 from __future__ import annotations
