@@ -77,5 +77,5 @@ def test_every_log_line_is_json_without_colour_or_personal_data(
         assert set(line) >= FIELDS, line
         assert line["service"] == "membership"
     loggers = {line["logger"] for line in lines}
-    assert {"uvicorn.error", "faststream.kafka", "alembic.runtime.migration"} <= loggers, loggers
+    assert {"uvicorn.error", "alembic.runtime.migration"} <= loggers, loggers
     assert any(str(line["logger"]).startswith("aiokafka") for line in lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -13,23 +14,45 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.membership.app import build_runtime, create_app
 from services.membership.settings import MembershipSettings
 from shared import ops
+from shared.consumer import KafkaConsumerLoop
+from shared.envelope import EventEnvelope
 from shared.eventstore import EventStore
 from shared.inbox import InboxConsumer
 from shared.kafka import dlq_topic, ensure_topics
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 from tests.integration.core.sample import registry
-from tests.integration.core.test_consumer import TALLY_DDL, add_to_tally, envelope, publish, tally
+from tests.integration.core.test_consumer import envelope, publish
 from tests.kafka_broker import REPO
 from tests.kafka_support import eventually
 
 pytestmark = pytest.mark.integration
+
+TALLY_DDL = "CREATE TABLE tally (stream_id text PRIMARY KEY, total int NOT NULL)"
+
+
+async def add_to_tally(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    await uow.conn.execute(
+        sa.text(
+            "INSERT INTO tally VALUES (:s, :n) "
+            "ON CONFLICT (stream_id) DO UPDATE SET total = tally.total + EXCLUDED.total"
+        ),
+        {"s": envelope.aggregate_id, "n": envelope.data["n"]},
+    )
+
+
+async def tally(engine: AsyncEngine, stream: str) -> int | None:
+    async with engine.connect() as conn:
+        value = await conn.scalar(sa.text("SELECT total FROM tally WHERE stream_id = :s"), {"s": stream})
+    return None if value is None else int(value)
+
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
 
@@ -75,7 +98,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"revision": "0001"}
+    assert json.loads(done.stdout) == {"revision": "0003"}  # head
     return env
 
 
@@ -120,22 +143,18 @@ async def test_lag_per_group_and_partition(migrated: dict[str, str], kafka: str)
     assert sorted(x["lag"] for x in lags) == [0, 0, 3]
 
     # Not under a running consumer: refused.
-    broker = KafkaBroker(kafka)
-    broker.subscriber(upstream, group_id=GROUP, auto_offset_reset="earliest")(_ignore)
-    await broker.start()
+    member = AIOKafkaConsumer(upstream, bootstrap_servers=kafka, group_id=GROUP, enable_auto_commit=False)
+    await member.start()
     try:
 
         async def joined() -> bool:
+            await member.getmany(timeout_ms=100)
             code, _ = await _ops(migrated, "reset-group", GROUP)
             return code == 1
 
         await eventually(joined, timeout=30, interval=0.5)
     finally:
-        await broker.stop()
-
-
-async def _ignore(body: bytes) -> None:
-    return None
+        await member.stop()
 
 
 async def test_dead_letters_list_show_and_replay_once(migrated: dict[str, str], kafka: str) -> None:
@@ -154,14 +173,14 @@ async def test_dead_letters_list_show_and_replay_once(migrated: dict[str, str], 
             raise LookupError("the member is not known here yet")
         await add_to_tally(uow, env)
 
-    consumer = InboxConsumer(
-        "tally", engine, EventStore("downstream", registry), {"Counted": sometimes}, max_attempts=1
+    consumer = InboxConsumer("tally", engine, EventStore("downstream", registry), {"Counted": sometimes})
+    loop = KafkaConsumerLoop(
+        consumer, kafka, upstream, f"g-{uuid.uuid4()}", max_attempts=1, retry_backoff=0.01
     )
-    broker = KafkaBroker(kafka)
-    consumer.attach(broker, upstream, group_id=f"g-{uuid.uuid4()}")
     event = envelope("d", 1, 5)
     await publish(kafka, upstream, [event])
-    await broker.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
     try:
 
         async def dead_lettered() -> Any:
@@ -197,7 +216,8 @@ async def test_dead_letters_list_show_and_replay_once(migrated: dict[str, str], 
         await eventually(deduplicated, timeout=30)
         assert await tally(engine, "d") == 5
     finally:
-        await broker.stop()
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
         await engine.dispose()
 
 
