@@ -61,7 +61,13 @@ def test_production_refuses_the_local_metrics_token() -> None:
 
 
 def _production(tokens: dict[str, str]) -> None:
-    Settings(mode="production", api_tokens=json.dumps(tokens), pii_key=REAL_KEY, CLAIMS_DATABASE_URL=REAL_DB)
+    Settings(
+        mode="production",
+        api_tokens=json.dumps(tokens),
+        pii_key=REAL_KEY,
+        metrics_token=secrets.token_hex(32),
+        CLAIMS_DATABASE_URL=REAL_DB,
+    )
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ async def production_runtime(
         "UNION_MODE": "production",
         "UNION_API_TOKENS": json.dumps({secrets.token_hex(32): "staff"}),
         "UNION_PII_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "UNION_METRICS_TOKEN": secrets.token_hex(32),
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "MEMBERSHIP_DATABASE_URL": production_database,
         "MEMBERSHIP_TOPIC": own,

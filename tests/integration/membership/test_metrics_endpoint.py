@@ -9,6 +9,7 @@ import pytest
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import STAFF
 
+METRICS = {"Authorization": "Bearer local-metrics-token"}  # the development fallback
 pytestmark = pytest.mark.integration
 
 
@@ -17,7 +18,7 @@ async def test_latency_is_labelled_by_route_template_and_status(service: Service
     for _ in range(3):
         assert (await service.client.get(f"/v1/members/{member}", headers=STAFF)).status_code == 404
     assert (await service.client.get("/v1/no-such-route", headers=STAFF)).status_code == 404
-    text = (await service.client.get("/metrics")).text
+    text = (await service.client.get("/metrics", headers=METRICS)).text
     assert 'route="/v1/members/{member_id}",status="404"' in text
     count = next(
         line
@@ -32,7 +33,8 @@ async def test_latency_is_labelled_by_route_template_and_status(service: Service
 
 
 async def test_metrics_carry_outbox_lag_and_dead_letters(service: Service) -> None:
-    text = (await service.client.get("/metrics")).text
+    text = (await service.client.get("/metrics", headers=METRICS)).text
     assert "outbox_depth " in text and "outbox_oldest_event_age_seconds " in text
-    assert f'consumer_lag{{group="membership.claims",partition="0",topic="{service.claims_topic}"}}' in text
+    group = f"{service.settings.consumer_group_prefix}membership.claims"
+    assert f'consumer_lag{{group="{group}",partition="0",topic="{service.claims_topic}"}}' in text
     assert f'dlq_messages{{topic="{service.claims_topic}.dlq"}} 0.0' in text
