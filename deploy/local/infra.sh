@@ -71,7 +71,10 @@ ensure_postgres() {
 
 bootstrap_admin_role() {
   # Needs local superuser access (the Debian 'postgres' OS user) only the first time.
-  if PGPASSWORD=$admin_password PGCONNECT_TIMEOUT=5 psql -qAtX -h 127.0.0.1 -U "$admin_user" -d postgres -c 'select 1' >/dev/null 2>&1; then
+  # pg_signal_backend: DROP DATABASE ... WITH (FORCE) of a test database must be able to end an
+  # autovacuum worker that happens to be in it (else the drop fails now and then).
+  if [[ $(PGPASSWORD=$admin_password PGCONNECT_TIMEOUT=5 psql -qAtX -h 127.0.0.1 -U "$admin_user" -d postgres \
+        -c "select pg_has_role('$admin_user', 'pg_signal_backend', 'member')" 2>/dev/null) == t ]]; then
     return
   fi
   if [[ $(id -u) -ne 0 ]] || ! id postgres >/dev/null 2>&1; then
@@ -81,7 +84,8 @@ bootstrap_admin_role() {
   runuser -u postgres -- psql -qAtX -v ON_ERROR_STOP=1 -d postgres \
     -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$admin_user') THEN
           CREATE ROLE $admin_user LOGIN CREATEDB CREATEROLE PASSWORD '$admin_password';
-        ELSE ALTER ROLE $admin_user LOGIN CREATEDB CREATEROLE PASSWORD '$admin_password'; END IF; END \$\$;" >/dev/null
+        ELSE ALTER ROLE $admin_user LOGIN CREATEDB CREATEROLE PASSWORD '$admin_password'; END IF; END \$\$;" \
+    -c "GRANT pg_signal_backend TO $admin_user" >/dev/null
 }
 
 ensure_service_databases() {
