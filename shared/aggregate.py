@@ -1,13 +1,15 @@
 """Base for event-sourced aggregates: pure Python, no I/O.
 
 A command method checks its rules against current state and calls ``_raise(event)``; state only
-ever changes in ``_on_<EventType>`` handlers, so replaying the stream rebuilds exactly that state.
+ever changes in methods marked ``@applies(EventClass)``, so replaying the stream rebuilds exactly
+that state. Types a stream holds but that change nothing go in ``ignores``; any other type is a
+programming error and raises instead of being skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import ClassVar, Self
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Self, TypeVar
 
 from shared.events import DomainEvent
 
@@ -40,8 +42,38 @@ class NotFound(DomainError):
     status = 404
 
 
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def applies(*event_types: type[DomainEvent]) -> Callable[[F], F]:
+    """Marks an aggregate method as the state change for each of ``event_types``."""
+
+    def mark(fn: F) -> F:
+        fn.__applies__ = event_types  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
 class Aggregate:
     stream_type: ClassVar[str]
+    #: Event types of this stream that change no state.
+    ignores: ClassVar[tuple[type[DomainEvent], ...]] = ()
+    _appliers: ClassVar[dict[type[DomainEvent], Callable[[Any, Any], None]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[type[DomainEvent], Callable[[Any, Any], None]] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                for event_type in getattr(attr, "__applies__", ()):
+                    table[event_type] = attr
+        cls._appliers = table
+
+    @classmethod
+    def accounted_events(cls) -> set[type[DomainEvent]]:
+        """Every event type this aggregate applies or deliberately ignores."""
+        return set(cls._appliers) | set(cls.ignores)
 
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
@@ -76,6 +108,13 @@ class Aggregate:
         self.version += 1
 
     def _mutate(self, event: DomainEvent) -> None:
-        handler = getattr(self, f"_on_{event.event_type}", None)
-        if handler is not None:
-            handler(event)
+        applier = self._appliers.get(type(event))
+        if applier is not None:
+            applier(self, event)
+            return
+        if type(event) in self.ignores:
+            return
+        # TRANSITION: aggregates not yet moved to @applies still name methods _on_<EventType>.
+        legacy = getattr(self, f"_on_{event.event_type}", None)
+        if legacy is not None:
+            legacy(event)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 
 from shared.http import ProblemError
+from shared.settings import Grant
 
 
 class Role(StrEnum):
@@ -23,13 +24,25 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
+    """The caller. ``subject`` is the grant's subject (``counselor-1``) or, without one, a
+    fingerprint of the token, so logs and audit trails tell callers apart without the token."""
+
     subject: str
     role: Role
+    #: The union a station-bound token is for; None for federation-wide staff.
+    union_id: str | None = None
 
 
 class TokenAuthority:
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self._tokens = {t: Role(r) for t, r in tokens.items()}
+    def __init__(self, tokens: dict[str, str] | dict[str, Grant]) -> None:
+        self._grants = {t: g if isinstance(g, Grant) else Grant(g) for t, g in tokens.items()}
+        self._principals = {t: self._principal(t, g) for t, g in self._grants.items()}
+
+    @staticmethod
+    def _principal(token: str, grant: Grant) -> Principal:
+        role = Role(grant.role)
+        subject = grant.subject or f"{role}:{hashlib.sha256(token.encode()).hexdigest()[:8]}"
+        return Principal(subject=subject, role=role, union_id=grant.union_id)
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -37,11 +50,9 @@ class TokenAuthority:
                 401, "Unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
         presented = authorization[7:].strip()
-        for token, role in self._tokens.items():
+        for token, principal in self._principals.items():
             if hmac.compare_digest(token.encode(), presented.encode()):
-                # The subject is a fingerprint, so logs can tell callers apart without the token.
-                digest = hashlib.sha256(token.encode()).hexdigest()[:8]
-                return Principal(subject=f"{role}:{digest}", role=role)
+                return principal
         raise ProblemError(
             401, "Unauthorized", "unknown bearer token", headers={"WWW-Authenticate": "Bearer"}
         )

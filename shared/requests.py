@@ -9,11 +9,22 @@ so a field someone forgot to type still answers 422, never 500.
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 #: The largest offset a list endpoint accepts: far beyond any real page, far below int64.
 MAX_OFFSET = 2**31 - 1
@@ -78,7 +89,39 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 QueryText = Annotated[str, Query(max_length=100), AfterValidator(no_nul)]
 
 
-class RequestBody(BaseModel):
-    """Base of request bodies: immutable once validated."""
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
-    model_config = ConfigDict(frozen=True)
+
+def _iso_date_only(value: Any) -> Any:
+    """JSON dates are 'YYYY-MM-DD' strings: no timestamps, no datetimes, no numbers."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+#: A calendar date (a Beijing date when it is a business date), written ``YYYY-MM-DD``.
+Day = Annotated[date, BeforeValidator(_iso_date_only)]
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Instants are RFC 3339 strings with an offset; numbers (epoch seconds) are refused."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-05-10T09:00:00+08:00")
+    return value
+
+
+#: An instant with its offset (``2026-05-10T09:00:00+08:00``): a time without one is refused,
+#: because staff in Beijing and a server in UTC would read it eight hours apart.
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+class RequestBody(BaseModel):
+    """Base of request bodies, which are also the commands handlers take: immutable once
+    validated, and a field the contract does not know is refused (a misspelt optional field
+    would otherwise be dropped silently)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

@@ -257,7 +257,7 @@ class ServiceRuntime:
             dependencies=[Depends(refuse_nul_in_path_params)],
         )
         app.state.runtime = self
-        app.state.auth = TokenAuthority(self.settings.tokens())
+        app.state.auth = TokenAuthority(self.settings.grants())
         install_problem_handlers(app)
         instrument_http(app)
 

@@ -4,20 +4,58 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+
+@dataclass(frozen=True)
+class Grant:
+    """What one API token stands for: a role, and optionally who (a counsellor is a person, not
+    just a role) and for which union (a station's staff see their station's casework)."""
+
+    role: str
+    subject: str | None = None
+    union_id: str | None = None
+
+
 #: Documented local-development tokens (docs/DESIGN.md §4). Never accepted in production mode.
-LOCAL_TOKENS: dict[str, str] = {
-    "local-staff-token": "staff",
-    "local-counselor-token": "counselor",
-    "local-supervisor-token": "supervisor",
-    "local-integrator-token": "integrator",
+LOCAL_GRANTS: dict[str, Grant] = {
+    "local-staff-token": Grant("staff"),
+    "local-counselor-token": Grant("counselor", subject="counselor-1"),
+    "local-counselor-2-token": Grant("counselor", subject="counselor-2"),
+    "local-supervisor-token": Grant("supervisor"),
+    "local-integrator-token": Grant("integrator"),
 }
+LOCAL_TOKENS: dict[str, str] = {token: grant.role for token, grant in LOCAL_GRANTS.items()}
+
+
+def parse_grants(raw: str) -> dict[str, Grant]:
+    """``UNION_API_TOKENS``: ``{"token": "role"}`` or ``{"token": {"role": ..., "subject": ...,
+    "union_id": ...}}`` entries, mixed freely."""
+    parsed: Any = json.loads(raw)
+    if not isinstance(parsed, dict):
+        raise ValueError("UNION_API_TOKENS must be a JSON object of token -> role")
+    grants: dict[str, Grant] = {}
+    for number, (token, entry) in enumerate(parsed.items(), 1):
+        if isinstance(entry, str):
+            grants[str(token)] = Grant(entry)
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("role"), str):
+            raise ValueError(f"UNION_API_TOKENS: entry #{number} must be a role or an object with a role")
+        unknown = set(entry) - {"role", "subject", "union_id"}
+        if unknown or not all(isinstance(v, str) for v in entry.values()):
+            raise ValueError(
+                f"UNION_API_TOKENS: entry #{number} may hold only string role, subject and union_id"
+            )
+        grants[str(token)] = Grant(entry["role"], entry.get("subject"), entry.get("union_id"))
+    return grants
+
+
 #: A 32-byte key everybody knows (it is in the source), so only good for local runs.
 LOCAL_KEY = base64.b64encode(b"local-development-key-not-secret").decode()
 #: The documented local token Prometheus presents for /metrics. Never accepted in production mode.
@@ -93,13 +131,12 @@ class CommonSettings(BaseSettings):
     #: Bearer token Prometheus presents on /metrics (the API tokens are not accepted there).
     metrics_token: str = LOCAL_METRICS_TOKEN
 
+    def grants(self) -> dict[str, Grant]:
+        return parse_grants(self.api_tokens) if self.api_tokens else dict(LOCAL_GRANTS)
+
     def tokens(self) -> dict[str, str]:
-        if not self.api_tokens:
-            return dict(LOCAL_TOKENS)
-        parsed = json.loads(self.api_tokens)
-        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise ValueError("UNION_API_TOKENS must be a JSON object of token -> role")
-        return {str(k): str(v) for k, v in parsed.items()}
+        """Token -> role (the grants without their subjects)."""
+        return {token: grant.role for token, grant in self.grants().items()}
 
     def key_bytes(self, value: str) -> bytes:
         raw = base64.b64decode(value)

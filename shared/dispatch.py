@@ -1,0 +1,56 @@
+"""One idiom for "which code handles this event": a table keyed by event class.
+
+Aggregates, projections and reactions all register handlers with ``@table.on(EventClass)`` and
+list what they deliberately skip with ``table.ignore(...)``. A misspelt class is a NameError at
+import, not a handler silently never called; ``unaccounted`` lets one test per service prove
+that every event type of a contract is either handled or explicitly ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from shared.events import DomainEvent, EventRegistry
+
+H = TypeVar("H", bound=Callable[..., object])
+
+
+class HandlerTable(Generic[H]):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._handlers: dict[type[DomainEvent], H] = {}
+        self._ignored: set[type[DomainEvent]] = set()
+
+    def on(self, *event_types: type[DomainEvent]) -> Callable[[H], H]:
+        """Decorator: ``fn`` handles each of ``event_types``."""
+
+        def register(fn: H) -> H:
+            for event_type in event_types:
+                if event_type in self._handlers or event_type in self._ignored:
+                    raise ValueError(f"{self.name}: {event_type.__name__} registered twice")
+                self._handlers[event_type] = fn
+            return fn
+
+        return register
+
+    def ignore(self, *event_types: type[DomainEvent]) -> None:
+        """Say that these types need nothing here (so the coverage test knows it is deliberate)."""
+        for event_type in event_types:
+            if event_type in self._handlers:
+                raise ValueError(f"{self.name}: {event_type.__name__} both handled and ignored")
+            self._ignored.add(event_type)
+
+    def handler(self, event_type: type[DomainEvent]) -> H | None:
+        return self._handlers.get(event_type)
+
+    def handled(self) -> set[type[DomainEvent]]:
+        return set(self._handlers)
+
+    def accounted(self) -> set[type[DomainEvent]]:
+        return set(self._handlers) | self._ignored
+
+    def unaccounted(self, registry: EventRegistry | Iterable[type[DomainEvent]]) -> list[str]:
+        """Names of event types in ``registry`` this table neither handles nor ignores."""
+        types = registry.types() if isinstance(registry, EventRegistry) else list(registry)
+        return sorted(t.event_type for t in types if t not in self.accounted())
