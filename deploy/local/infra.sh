@@ -23,7 +23,7 @@ mkdir -p "$cache" "$run_dir"
 # Local development credentials. They exist only on 127.0.0.1; production mode refuses them.
 admin_user=union_admin
 admin_password=union-admin-local
-services=(membership claims activities counseling)
+services=(membership claims activities counseling mediation)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 

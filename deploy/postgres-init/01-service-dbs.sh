@@ -6,11 +6,11 @@
 # taken from <SERVICE>_DB_PASSWORD (e.g. MEMBERSHIP_DB_PASSWORD). CONNECT is revoked from PUBLIC
 # so a service cannot open another service's database.
 #
-# UNION_SERVICE_DATABASES lists the services (default: all four, so that adding activities and
-# counseling later does not need a fresh volume).
+# UNION_SERVICE_DATABASES lists the services (default: all five, so that adding activities,
+# counseling and mediation later does not need a fresh volume).
 set -euo pipefail
 
-services=${UNION_SERVICE_DATABASES:-membership claims activities counseling}
+services=${UNION_SERVICE_DATABASES:-membership claims activities counseling mediation}
 
 for service in $services; do
   password_var="${service^^}_DB_PASSWORD"
