@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # The official AsyncAPI parser (Node), pinned by tools/asyncapi/package-lock.json; the contract tests run it.
 NODE_STAMP := tools/asyncapi/node_modules/.installed-$(shell sha1sum tools/asyncapi/package-lock.json | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core bench-e2e demo venv node-tools contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-e2e faults demo venv node-tools contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -56,6 +56,11 @@ bench-core: infra
 # Drives the running system (`make up`) through HTTP; starts nothing else.
 bench-e2e: up
 	@$(PY) -m bench.e2e
+
+# The fault campaign runs on its own private PostgreSQL and Kafka (never the ones `make up` runs).
+# FAULTS_ARGS passes options, e.g. `make faults FAULTS_ARGS="--reports 2000 --seed 7"`.
+faults: infra
+	@$(PY) -m bench.faults $(FAULTS_ARGS)
 
 demo: up
 	@$(PY) deploy/local/demo.py
