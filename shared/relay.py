@@ -79,6 +79,11 @@ def is_permanent(exc: BaseException) -> bool:
 
 #: The oldest queued events with their envelope JSON (shared/envelope.py's fields) built by the
 #: database. The unit tests of the contract read these bytes back through ``EventEnvelope``.
+#: Its shape leaves one plan: the outbox walked in ``outbox_pkey`` order, and for each row its
+#: event looked up by ``events_pkey`` (the ``OFFSET 0`` keeps the lateral subquery from being
+#: flattened into a join the planner could turn around: walking ``events`` from position 1 and
+#: probing the outbox, fine for a small store, millions of probes for a big one). The relay
+#: session's settings (``relay_session_settings``) rule out the sort and the scans around it.
 _PENDING = """
 SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.schema_version,
        e.correlation_id::text AS correlation_id,
@@ -89,11 +94,14 @@ SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.sc
            'producer', $1::text, 'correlation_id', e.correlation_id, 'causation_id', e.causation_id,
            'data', e.data
        )::text AS value
-FROM outbox o JOIN events e ON e.position = o.position
+FROM outbox o
+CROSS JOIN LATERAL (SELECT * FROM events WHERE events.position = o.position OFFSET 0) e
 WHERE NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
 ORDER BY o.position
 LIMIT $2
 """
+
+_DELETE = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
 
 _HOLD = """
 INSERT INTO outbox_held (stream_id, position, event_type, value_bytes, error)
@@ -288,7 +296,7 @@ class OutboxRelay:
         self, conn: Any, confirmed: list[int], held: dict[str, tuple[Any, BaseException]]
     ) -> None:
         if confirmed:
-            await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", confirmed)
+            await conn.execute(_DELETE, confirmed)
             PUBLISHED.labels(self.topic).inc(len(confirmed))
         if held:
             await self._hold(conn, held)
