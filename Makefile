@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # The official AsyncAPI parser (Node), pinned by tools/asyncapi/package-lock.json; the contract tests run it.
 NODE_STAMP := tools/asyncapi/node_modules/.installed-$(shell sha1sum tools/asyncapi/package-lock.json | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core bench-e2e faults demo venv node-tools contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-store bench-e2e faults demo venv node-tools contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -48,10 +48,17 @@ lint: venv
 	@$(PY) -m ruff check .
 	@$(PY) -m mypy shared services
 
-bench: bench-core bench-e2e
+bench: bench-core bench-store bench-e2e
 
 bench-core: infra
 	@$(PY) -m bench.core
+
+# The drain rate of a 100k backlog (and append, load+decide+append) over a big store. Building
+# 10 million events takes ~5 min per database on a 2-core machine: STORE_EVENTS=1000000 for a
+# quick look.
+STORE_EVENTS ?= 10000000
+bench-store: infra
+	@$(PY) -m bench.core --store-events $(STORE_EVENTS) --relay-events 100000 --workloads append1,load1,relay --rounds 2
 
 # Drives the running system (`make up`) through HTTP; starts nothing else.
 bench-e2e: up

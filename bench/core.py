@@ -213,10 +213,11 @@ class Contender:
 class Ours:
     """The production path: a UnitOfWork per command (pool checkout, BEGIN, append, COMMIT)."""
 
-    def __init__(self, engine: AsyncEngine, note: str) -> None:
+    def __init__(self, engine: AsyncEngine, note: str, base: int = 0) -> None:
         self.engine = engine
         self.store = EventStore("bench-core", registry)
         self.note = note
+        self.base = base  # positions up to this are the prebuilt store (--store-events), kept
 
     def append_only(self, per_command: int) -> AsyncOp:
         """The aggregate is already in memory (its version is known): build events, append, commit."""
@@ -244,15 +245,25 @@ class Ours:
 
     async def reset(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(sa.text("TRUNCATE events, outbox RESTART IDENTITY"))
+            for statement in reset_statements(self.base):
+                await conn.execute(sa.text(statement))
 
     async def stored(self) -> int:
         async with self.engine.connect() as conn:
-            return await _stored_rows(conn)
+            return await _stored_rows(conn, self.base)
 
 
-async def _stored_rows(conn: Any) -> int:
-    n_events = await conn.scalar(sa.select(sa.func.count()).select_from(events))
+def reset_statements(base: int) -> list[str]:
+    """Empty the tables between runs; with a prebuilt store, only what the runs added."""
+    if not base:
+        return ["TRUNCATE events, outbox RESTART IDENTITY"]
+    return ["DELETE FROM outbox", f"DELETE FROM events WHERE position > {int(base)}"]
+
+
+async def _stored_rows(conn: Any, base: int) -> int:
+    n_events = await conn.scalar(
+        sa.select(sa.func.count()).select_from(events).where(events.c.position > base)
+    )
     n_outbox = await conn.scalar(sa.select(sa.func.count()).select_from(outbox))
     if n_events != n_outbox:
         raise RuntimeError(f"events ({n_events}) and outbox ({n_outbox}) disagree")
@@ -288,9 +299,10 @@ RAW_SELECT_STREAM = "SELECT * FROM events WHERE stream_id = $1 AND version > $2 
 class Raw:
     """Plain asyncpg on one connection: the same rows, one explicit transaction per command."""
 
-    def __init__(self, conn: asyncpg.Connection, note: str) -> None:
+    def __init__(self, conn: asyncpg.Connection, note: str, base: int = 0) -> None:
         self.conn = conn
         self.note = note
+        self.base = base
 
     def _rows(self, stream: str, version: int, count: int) -> list[tuple[Any, ...]]:
         now = datetime.now(UTC)
@@ -345,10 +357,11 @@ class Raw:
         return op
 
     async def reset(self) -> None:
-        await self.conn.execute("TRUNCATE events, outbox RESTART IDENTITY")
+        for statement in reset_statements(self.base):
+            await self.conn.execute(statement)
 
     async def stored(self) -> int:
-        n_events = await self.conn.fetchval("SELECT count(*) FROM events")
+        n_events = await self.conn.fetchval("SELECT count(*) FROM events WHERE position > $1", self.base)
         n_outbox = await self.conn.fetchval("SELECT count(*) FROM outbox")
         if n_events != n_outbox:
             raise RuntimeError(f"events ({n_events}) and outbox ({n_outbox}) disagree")
@@ -482,11 +495,15 @@ async def measure_append(
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
 
 
-async def fill_outbox(conn: asyncpg.Connection, store: EventStore, args: argparse.Namespace, n: int) -> None:
+async def fill_outbox(
+    conn: asyncpg.Connection, store: EventStore, args: argparse.Namespace, n: int, base: int = 0
+) -> None:
     """Empty the tables, then store ``n`` events: envelopes made by our EventStore (``args.batch``
     per command, round-robin over ``args.streams`` streams), rows written in bulk with the raw
-    unnest statement (the relay reads rows, so how they got there does not matter). Not timed."""
-    await conn.execute("TRUNCATE events, outbox RESTART IDENTITY")
+    unnest statement (the relay reads rows, so how they got there does not matter). Not timed.
+    With a prebuilt store (``base``), only the rows of earlier runs go; the store stays."""
+    for statement in reset_statements(base):
+        await conn.execute(statement)
     streams = [str(uuid.uuid4()) for _ in range(max(1, args.streams))]
     versions = dict.fromkeys(streams, 0)
     note = "x" * args.payload
@@ -617,6 +634,7 @@ async def measure_relay(
     kafka: str,
     topics: tuple[str, str],
     args: argparse.Namespace,
+    base: int = 0,
 ) -> dict[str, Series]:
     store = EventStore("bench-core", registry)
     ours_topic, raw_topic = topics
@@ -626,7 +644,7 @@ async def measure_relay(
     warm = max(1, min(args.relay_events, args.relay_batch * 2))
     for r in range(-1, args.rounds):  # round -1 is the warm-up
         n = warm if r < 0 else args.relay_events
-        await fill_outbox(filler, store, args, n)
+        await fill_outbox(filler, store, args, n, base)
         messages = await outbox_messages(engine, store)
         assert len(messages) == n
         order = ["ours", "raw"] if r % 2 == 0 else ["raw", "ours"]
@@ -645,6 +663,37 @@ async def measure_relay(
     else:
         print(f"  relay    WARNING: topics hold {sizes} messages, {sent} were sent to each")
     return series
+
+
+# --------------------------------------------------------------------------- a big store
+
+_BUILD = """
+INSERT INTO events (event_id, stream_type, stream_id, version, event_type, schema_version,
+                    occurred_at, correlation_id, data)
+SELECT gen_random_uuid(), 'Counter', md5('store:' || (g / 10)::text)::uuid::text, g % 10 + 1,
+       'Counted', 1, now(), gen_random_uuid(), jsonb_build_object('n', 1, 'note', $3::text)
+FROM generate_series($1::bigint, $2::bigint - 1) AS g
+"""
+
+
+async def build_store(url: str, n: int, payload: int, label: str) -> int:
+    """Store ``n`` events (streams of 10, random event ids, as the services make them) that are
+    *not* pending, server-side in chunks; then ANALYZE while the outbox is empty, as autovacuum
+    would have: the statistics the relay then meets with a backlog. Returns the last position."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        started = time.perf_counter()
+        chunk = 500_000
+        for low in range(0, n, chunk):
+            await conn.execute(_BUILD, low, min(n, low + chunk), "x" * payload, timeout=None)
+        await conn.execute("VACUUM ANALYZE events", timeout=None)
+        await conn.execute("ANALYZE outbox")
+        base = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+        size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('events'))")
+        print(f"  store    {label}: {n:,} events built in {time.perf_counter() - started:.1f} s ({size})")
+        return base
+    finally:
+        await conn.close()
 
 
 # --------------------------------------------------------------------------- setup and report
@@ -863,6 +912,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"workload, max {args.max_seconds:.0f} s per timed run"
     )
     print(
+        f"  store: {args.store_events:,} events prebuilt per database (0: every run starts empty)\n"
         f"  relay: {args.relay_events} events/run, relay batch {args.relay_batch}; raw producer "
         f"{RAW_PRODUCER_CONFIG}"
     )
@@ -902,13 +952,24 @@ async def main_async(args: argparse.Namespace) -> None:
             raw_schema = await core_schema(urls[names[1]], pre_ping=False)
             await raw_schema.dispose()
             raw_conn = await asyncpg.connect(urls[names[1]], timeout=10)
-            if not args.skip_eventsourcing:
+            relay_engine = await core_schema(urls[names[3]], pre_ping=args.pre_ping)
+            engines.append(relay_engine)
+            bases = {name: 0 for name in names}
+            if args.store_events:
+                print(f"== prebuilt store: {args.store_events:,} events per database (not pending)")
+                wanted = ([names[0], names[1]] if workloads else []) + (
+                    [names[3]] if "relay" in args.workloads else []
+                )
+                for name in wanted:
+                    bases[name] = await build_store(urls[name], args.store_events, args.payload, name)
+            if not args.skip_eventsourcing and not args.store_events:
                 try:
                     es = await asyncio.to_thread(EventSourcingLib, urls[names[2]], "x" * args.payload)
                 except ImportError as exc:
                     print(f"  eventsourcing not installed ({exc}); its column stays n/a")
             note = "x" * args.payload
-            ours, raw = Ours(ours_engine, note), Raw(raw_conn, note)
+            ours = Ours(ours_engine, note, bases[names[0]])
+            raw = Raw(raw_conn, note, bases[names[1]])
             print(f"  connections: {await connection_security(ours_engine, raw_conn, es)}")
             print("== append workloads (events/s per timed round)")
             for w in workloads:
@@ -916,11 +977,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 table.append((w.label, series, APPEND_TARGET))
             if "relay" in args.workloads:
                 print("== relay workload")
-                relay_engine = await core_schema(urls[names[3]], pre_ping=args.pre_ping)
-                engines.append(relay_engine)
                 filler = await asyncpg.connect(urls[names[3]], timeout=10)
                 try:
-                    series = await measure_relay(relay_engine, filler, kafka, topics, args)
+                    series = await measure_relay(relay_engine, filler, kafka, topics, args, bases[names[3]])
                 finally:
                     await filler.close()
                     with contextlib.suppress(Exception):
@@ -982,6 +1041,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--skip-eventsourcing", action="store_true", help="leave the library out")
     p.add_argument(
+        "--store-events",
+        type=int,
+        default=0,
+        help="prebuild this many stored (already published) events in each database first, e.g. "
+        "10000000; runs then add to that store instead of an empty one (default 0; the "
+        "eventsourcing contender is left out when set)",
+    )
+    p.add_argument(
         "--workloads",
         type=lambda v: [w.strip() for w in v.split(",") if w.strip()],
         default=list(WORKLOADS),
@@ -1003,6 +1070,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown or not args.workloads:
         p.error(f"--workloads: choose from {','.join(WORKLOADS)} (unknown: {','.join(sorted(unknown))})")
+    if args.store_events < 0:
+        p.error("--store-events must be >= 0")
     if args.warmup < 0 or args.payload < 0 or args.max_seconds <= 0:
         p.error("--warmup and --payload must be >= 0, --max-seconds > 0")
     return args

@@ -193,7 +193,7 @@ class KafkaConsumerLoop:
         decoded: list[EventEnvelope | PoisonMessage] = []
         for record in records:
             try:
-                decoded.append(decode(record.value))
+                decoded.append(decode(record.value, record.headers))
             except PoisonMessage as exc:
                 decoded.append(exc)
         committed: int | None = None

@@ -14,6 +14,7 @@ transaction that applies the missing version. Nothing is ever applied out of ord
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -165,19 +166,64 @@ def is_transient(exc: BaseException) -> bool:
 MAX_VERSION = 2**31 - 1
 
 
-def decode(value: bytes | None) -> EventEnvelope:
+def decode(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None = None) -> EventEnvelope:
     """The envelope in a record, or ``PoisonMessage`` for anything no consumer could ever store:
-    not an envelope, a NUL character (PostgreSQL text and jsonb refuse it), a version out of range."""
+    not an envelope, a NUL character (PostgreSQL text and jsonb refuse it), a version out of range.
+
+    Two forms are accepted, so a topic may be published by the relay or by Debezium (or by both
+    around a cutover; duplicates are removed by ``event_id`` as always): the relay's envelope
+    (``shared/envelope.py``), and the value Debezium's outbox event router makes from an
+    ``events`` row with deploy/k8s/cdc's connector configuration (``from_debezium``)."""
     raw = value or b""
     if b"\\u0000" in raw or b"\x00" in raw:
         raise PoisonMessage("not storable: contains a NUL character")
     try:
         envelope = EventEnvelope.from_bytes(raw)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise PoisonMessage(f"not an event envelope: {type(exc).__name__}") from exc
+        cdc = from_debezium(raw, headers)
+        if cdc is None:
+            raise PoisonMessage(f"not an event envelope: {type(exc).__name__}") from exc
+        envelope = cdc
     if envelope.aggregate_version > MAX_VERSION:
         raise PoisonMessage("not storable: aggregate_version out of range")
     return envelope
+
+
+#: Debezium's name for the column it routes as the value (``table.field.event.payload=data``).
+DEBEZIUM_PAYLOAD = "payload"
+#: The header Debezium's outbox router always writes the event id to (``table.field.event.id``).
+DEBEZIUM_ID_HEADER = "id"
+
+
+def from_debezium(raw: bytes, headers: Sequence[tuple[str, bytes]] | None = None) -> EventEnvelope | None:
+    """The envelope in a Debezium outbox-router value, or None if ``raw`` is not one.
+
+    deploy/k8s/cdc/connectors.yaml places the ``events`` columns in the value's envelope under
+    the envelope's own field names (``stream_type:envelope:aggregate_type``, ...), the payload
+    (``data``) under ``payload`` — an object with ``table.expand.json.payload``, a JSON string
+    without it — and ``producer`` by an InsertField transform. The event id may also come only
+    from Debezium's ``id`` header. Anything else missing is not an envelope (None)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or DEBEZIUM_PAYLOAD not in body or "data" in body:
+        return None
+    payload = body.pop(DEBEZIUM_PAYLOAD)
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    body["data"] = payload
+    if "event_id" not in body:
+        for name, header in headers or ():
+            if name == DEBEZIUM_ID_HEADER:
+                body["event_id"] = header.decode(errors="replace")
+    try:
+        return EventEnvelope.model_validate(body)
+    except ValueError:
+        return None
 
 
 class InboxConsumer:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -65,6 +65,10 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: After a permanent delivery error, this many rows are sent one at a time to find the culprit.
 ISOLATION_ROWS = 100
+#: A relay leader that has said nothing to PostgreSQL for this long loses its lock: the server
+#: ends its session (``idle_session_timeout``), or a follower does (``_FENCE``). It speaks every
+#: lease/4 while alive. Takeover after a leader froze: lease + one follower poll + producer start.
+DEFAULT_LEASE_SECONDS = 5.0
 #: How often the leader recounts held-back rows for the gauge (an operator may release them).
 HELD_REFRESH_SECONDS = 15.0
 
@@ -75,6 +79,11 @@ def is_permanent(exc: BaseException) -> bool:
 
 #: The oldest queued events with their envelope JSON (shared/envelope.py's fields) built by the
 #: database. The unit tests of the contract read these bytes back through ``EventEnvelope``.
+#: Its shape leaves one plan: the outbox walked in ``outbox_pkey`` order, and for each row its
+#: event looked up by ``events_pkey`` (the ``OFFSET 0`` keeps the lateral subquery from being
+#: flattened into a join the planner could turn around: walking ``events`` from position 1 and
+#: probing the outbox, fine for a small store, millions of probes for a big one). The relay
+#: session's settings (``relay_session_settings``) rule out the sort and the scans around it.
 _PENDING = """
 SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.schema_version,
        e.correlation_id::text AS correlation_id,
@@ -85,11 +94,14 @@ SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.sc
            'producer', $1::text, 'correlation_id', e.correlation_id, 'causation_id', e.causation_id,
            'data', e.data
        )::text AS value
-FROM outbox o JOIN events e ON e.position = o.position
+FROM outbox o
+CROSS JOIN LATERAL (SELECT * FROM events WHERE events.position = o.position OFFSET 0) e
 WHERE NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
 ORDER BY o.position
 LIMIT $2
 """
+
+_DELETE = "DELETE FROM outbox WHERE position = ANY($1::bigint[])"
 
 _HOLD = """
 INSERT INTO outbox_held (stream_id, position, event_type, value_bytes, error)
@@ -115,6 +127,7 @@ class OutboxRelay:
         max_backoff: float = 10.0,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
         create_topics: bool = True,
+        lease: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -130,6 +143,8 @@ class OutboxRelay:
         self._isolating = False  # set by a permanent delivery error: find the record it was
         #: False in production mode: wait for the topic instead of creating it.
         self.create_topics = create_topics
+        #: How long a leader may stay silent before it loses the lock (see ``_leadership``).
+        self.lease = lease
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set. Every failure is retried; only cancellation ends it early."""
@@ -139,27 +154,34 @@ class OutboxRelay:
                 async with self._leadership(stop) as conn:
                     if conn is None:
                         return
-                    await ensure_or_await_topics(
-                        self.bootstrap_servers, [self.topic], create=self.create_topics, stop=stop
-                    )
-                    producer = self._producer_factory()
-                    await producer.start()
-                    try:
-                        self.ready.set()
-                        backoff = 0.1
-                        await self._pump(producer, conn, stop)
-                    finally:
-                        await producer.stop()
+                    # The heartbeat runs from the moment the lock is held (waiting for topics or
+                    # a producer is no reason to lose it); if it fails, the leadership ends.
+                    await _first_of(self._lead(conn, stop), self._heartbeat(conn, stop))
+                    backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.ready.is_set():
+                    backoff = 0.1  # it was leading: a fresh failure, not one more in a row
                 self.ready.clear()  # /readyz reports Kafka as unreachable until we are back
                 FAILURES.labels(self.topic).inc()
                 log.warning("relay for %s: %s; retrying in %.1fs", self.topic, exc, backoff)
                 await _sleep_or_stop(stop, backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff)
 
-    async def _pump(self, producer: AIOKafkaProducer, conn: Any, stop: asyncio.Event) -> None:
+    async def _lead(self, conn: LeaderSession, stop: asyncio.Event) -> None:
+        await ensure_or_await_topics(
+            self.bootstrap_servers, [self.topic], create=self.create_topics, stop=stop
+        )
+        producer = self._producer_factory()
+        await producer.start()
+        try:
+            self.ready.set()
+            await self._pump(producer, conn, stop)
+        finally:
+            await producer.stop()
+
+    async def _pump(self, producer: AIOKafkaProducer, conn: LeaderSession, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # Cleared *before* reading the outbox: a NOTIFY that arrives while this batch is being
             # published sets it again, and the wait below returns at once instead of sleeping a
@@ -274,7 +296,7 @@ class OutboxRelay:
         self, conn: Any, confirmed: list[int], held: dict[str, tuple[Any, BaseException]]
     ) -> None:
         if confirmed:
-            await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", confirmed)
+            await conn.execute(_DELETE, confirmed)
             PUBLISHED.labels(self.topic).inc(len(confirmed))
         if held:
             await self._hold(conn, held)
@@ -305,13 +327,16 @@ class OutboxRelay:
             HELD_BACK.labels(self.topic).set(int(await conn.fetchval(_HELD_COUNT)))
 
     @contextlib.asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Any]:
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[LeaderSession | None]:
         """Hold a session advisory lock for the topic, and LISTEN on the same connection.
 
-        Yields that (asyncpg) connection, or None if stopped before becoming leader. From the
-        first lock attempt on, any way out (an error, a cancellation, even one that lands while
-        ``pg_try_advisory_lock`` is in flight) either unlocks or discards the connection: a pooled
-        connection that still held the lock would make every later relay wait forever."""
+        Yields that connection (as a ``LeaderSession``), or None if stopped before becoming leader.
+        The session is the relay's alone: it gets the relay's own settings (``RELAY_SESSION``:
+        the lease, the plan-stable fetch) and is closed, never pooled, on the way out, so neither
+        those settings nor the lock can ever reach another user of the pool. A follower that finds
+        the lock taken ends the holder's session if it has been silent longer than the lease
+        (``_FENCE``): a frozen leader loses the lock within the lease even where TCP says
+        nothing is wrong."""
 
         def on_notify(*_: object) -> None:
             self._wake.set()
@@ -319,38 +344,145 @@ class OutboxRelay:
         async with self.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
-            clean = False
+            session = LeaderSession(raw, timeout=self.lease)
             try:
+                for name, value in relay_session_settings(self.lease).items():
+                    await session.execute(f"SET {name} = '{value}'")
                 while not stop.is_set():
-                    got = await raw.fetchval(
+                    got = await session.fetchval(
                         "SELECT pg_try_advisory_lock($1, hashtext($2))",
                         int(LockSpace.RELAY_LEADER),
                         self.topic,
                     )
                     if got:
                         break
+                    await self._fence(session)
                     await _sleep_or_stop(stop, self.poll_interval)
                 else:
-                    clean = True
                     yield None
                     return
-                await raw.add_listener(OUTBOX_CHANNEL, on_notify)
+                await asyncio.wait_for(raw.add_listener(OUTBOX_CHANNEL, on_notify), timeout=self.lease)
                 LEADER.labels(self.topic).set(1)
                 try:
-                    yield raw
+                    yield session
                 finally:
                     LEADER.labels(self.topic).set(0)
-                    with contextlib.suppress(Exception):
-                        await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
-                await raw.execute(
-                    "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
-                )
-                clean = True
+                with contextlib.suppress(Exception):
+                    await session.execute(
+                        "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
+                    )
             finally:
-                if not clean:
-                    # Never hand a connection that may still hold the lock back to the pool.
-                    with contextlib.suppress(Exception):
-                        await conn.invalidate()
+                # Never back to the pool: it may still hold the lock (an error, a cancellation, even
+                # one that landed while pg_try_advisory_lock was in flight) and it carries the
+                # relay's session settings. Closing it ends both.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.invalidate(), timeout=self.lease)
+
+    async def _fence(self, session: LeaderSession) -> None:
+        """End the leader's session if it has not spoken for longer than the lease (it is frozen,
+        or its connection is half-open): that frees the lock for the next attempt."""
+        ended = await session.fetch(_FENCE, int(LockSpace.RELAY_LEADER), self.topic, self.lease)
+        for row in ended:
+            log.warning(
+                "relay for %s: the leader's session (backend %d) was silent for %.1fs, longer than "
+                "the %.1fs lease: ended it to take over",
+                self.topic,
+                row["pid"],
+                row["silent"],
+                self.lease,
+            )
+
+    async def _heartbeat(self, session: LeaderSession, stop: asyncio.Event) -> None:
+        """Keep the leader's session talking (every ``lease / 4``), so that silence means the
+        process is gone or frozen; a heartbeat that fails or is not answered within the lease ends
+        the leadership (raises), as the server or a follower will already have ended the session."""
+        del stop  # it ends with the pump, which finishes its batch first
+        while True:
+            await session.fetchval("SELECT 1")
+            await asyncio.sleep(self.lease / 4)
+
+
+#: The relay session's own settings (its lock connection only; never pooled afterwards).
+#: - ``idle_session_timeout``: a leader that stops talking (frozen, or its host gone) loses its
+#:   session, and with it the lock, after the lease; the heartbeat speaks every lease/4.
+#: - ``idle_in_transaction_session_timeout``: the same for a session stuck inside a transaction.
+#: - ``tcp_keepalives_*`` / ``tcp_user_timeout``: the server notices a peer that vanished from the
+#:   network (a dead node) within ~lease*3 even when nothing is sent.
+#: - plan stability for ``_PENDING`` and the DELETE: an index-ordered walk of ``outbox_pkey``,
+#:   joined to ``events_pkey`` by nested loop, whatever the statistics say (a stale "outbox is
+#:   empty" estimate once chose a sequential scan + top-N sort of the whole backlog, 472 ms per
+#:   batch at 100k pending) and planned per execution, never from a generic plan.
+def relay_session_settings(lease: float) -> dict[str, str]:
+    ms = int(lease * 1000)
+    return {
+        "idle_session_timeout": str(ms),
+        "idle_in_transaction_session_timeout": str(ms),
+        "tcp_keepalives_idle": str(max(1, int(lease))),
+        "tcp_keepalives_interval": str(max(1, int(lease / 2))),
+        "tcp_keepalives_count": "3",
+        "tcp_user_timeout": str(ms * 3),
+        "plan_cache_mode": "force_custom_plan",
+        "enable_seqscan": "off",
+        "enable_sort": "off",
+        "enable_hashjoin": "off",
+        "enable_mergejoin": "off",
+        "enable_bitmapscan": "off",
+        "max_parallel_workers_per_gather": "0",
+        "jit": "off",
+    }
+
+
+#: The backend holding the relay lock of a topic, if it has been silent (no statement started or
+#: finished) for longer than the lease: terminated, which releases the lock. Same role, so no
+#: extra privilege is needed.
+_FENCE = """
+SELECT a.pid, extract(epoch FROM now() - greatest(a.query_start, a.state_change))::float8 AS silent,
+       pg_terminate_backend(a.pid) AS ended
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid
+  AND a.pid <> pg_backend_pid()
+  AND now() - greatest(a.query_start, a.state_change) > make_interval(secs => $3)
+"""
+
+
+class LeaderSession:
+    """The leader's asyncpg connection, shared by the pump and the heartbeat: one statement at a
+    time, each bounded by the lease (a statement the server does not answer in that time means a
+    dead or partitioned server: the leadership ends instead of waiting for TCP, hours)."""
+
+    def __init__(self, raw: Any, *, timeout: float) -> None:
+        self.raw = raw
+        self.timeout = timeout
+        self._turn = asyncio.Lock()
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self._turn:
+            rows: list[Any] = await self.raw.fetch(query, *args, timeout=self.timeout)
+            return rows
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self._turn:
+            return await self.raw.fetchval(query, *args, timeout=self.timeout)
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        async with self._turn:
+            return await self.raw.execute(query, *args, timeout=self.timeout)
+
+
+async def _first_of(*work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` together until one of them returns or raises; cancel the others; re-raise."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

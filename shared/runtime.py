@@ -77,6 +77,8 @@ class ServiceRuntime:
     run_relay: bool = True
 
     def __post_init__(self) -> None:
+        # UNION_RELAY_ENABLED=false: change data capture (Debezium) publishes instead.
+        self.run_relay = self.run_relay and bool(getattr(self.settings, "relay_enabled", True))
         self.engine: AsyncEngine = create_async_engine(
             # No pre-ping: it costs three round trips per checkout (measured: 0.5 ms a command);
             # a connection that died is recycled, and `retrying` retries on an invalidated one.
@@ -85,7 +87,7 @@ class ServiceRuntime:
             max_overflow=10,
             pool_recycle=1800,
             hide_parameters=True,  # error messages (and so logs) never carry bound values
-            connect_args=loopback_without_tls(self.settings.database_url),
+            connect_args=connect_args(self.settings.database_url),
         )
         self.store = EventStore(self.name, self.registry, max_event_bytes=self.settings.max_event_bytes)
         #: Production topics belong to the cluster (Strimzi KafkaTopic resources): a service that
@@ -409,6 +411,26 @@ class ServiceRuntime:
         return JSONResponse(
             row["body"], status_code=row["status_code"], headers={"Idempotent-Replayed": "true"}
         )
+
+
+#: Server-side TCP keepalive for every session of a service (GUCs sent in the startup packet, so
+#: they need no server configuration): PostgreSQL probes a silent client after 10 s, every 5 s,
+#: and drops it after 3 missed probes or 30 s of unacknowledged data, instead of the kernel
+#: defaults (2 h + 9 x 75 s). That frees what a vanished client held (the relay's advisory lock,
+#: row locks) within ~25-30 s. It does not see a *frozen* process whose host still answers TCP:
+#: for the relay's lock session that is the lease's job (shared/relay.py, DEFAULT_LEASE_SECONDS).
+SESSION_KEEPALIVES: dict[str, str] = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+
+def connect_args(database_url: str) -> dict[str, Any]:
+    """asyncpg connect arguments of every service engine: TLS as ``loopback_without_tls`` says,
+    and the server-side keepalives of ``SESSION_KEEPALIVES``."""
+    return {**loopback_without_tls(database_url), "server_settings": dict(SESSION_KEEPALIVES)}
 
 
 def loopback_without_tls(database_url: str) -> dict[str, Any]:

@@ -124,6 +124,8 @@ class CommonSettings(BaseSettings):
     #: test runs) share one Kafka cluster without joining each other's groups.
     consumer_group_prefix: str = ""
     relay_poll_interval: float = 1.0
+    #: False when Debezium publishes ``events`` instead (deploy/k8s/cdc): no in-process relay.
+    relay_enabled: bool = True
     #: Requests with a larger body are refused with 413 while they stream (never read whole).
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     #: One event's data may hold at most this many bytes (Kafka's default limit is ~1 MB).

@@ -1,0 +1,189 @@
+"""A relay leader that freezes (SIGSTOP) is replaced within its lease, with first deliveries in order.
+
+A stopped process over loopback keeps its socket open and its kernel keeps ACKing, so TCP
+keepalive never notices it. What ends its session is silence: the leader speaks every lease/4
+(heartbeat), the server ends a session idle for longer than the lease (``idle_session_timeout``),
+and a follower ends a lock holder silent for longer than the lease (``_FENCE``). Both paths are
+shown here with real processes, PostgreSQL and Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.eventstore import EventStore
+from shared.locks import LockSpace
+from shared.relay import DEFAULT_LEASE_SECONDS
+from shared.tables import outbox
+from shared.unit_of_work import UnitOfWork
+from tests.integration.core.sample import Counter, registry
+from tests.integration.core.test_relay import by_stream, drained
+from tests.kafka_broker import REPO
+from tests.kafka_support import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+LEASE = DEFAULT_LEASE_SECONDS
+POLL = 0.2  # relay_process's poll interval
+#: What README "Operations" promises: lease + one follower poll + producer start (a margin of 2 s).
+TAKEOVER_BOUND = LEASE + POLL + 2.0
+
+
+class Relay:
+    """A relay process whose "leader <pid>" announcements are collected from its stdout."""
+
+    def __init__(self, database_url: str, topic: str, kafka: str, batch: int) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.core.relay_process",
+                database_url,
+                topic,
+                kafka,
+                str(batch),
+                str(LEASE),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.leads: queue.Queue[float] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("leader"):
+                self.leads.put(time.monotonic())
+
+    def became_leader(self) -> bool:
+        return not self.leads.empty()
+
+    def stop(self) -> None:
+        with_suppressed = (ProcessLookupError, OSError)
+        try:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        except with_suppressed:
+            pass
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def relays() -> Iterator[list[Relay]]:
+    started: list[Relay] = []
+    yield started
+    for relay in started:
+        relay.stop()
+
+
+async def fill(engine: AsyncEngine, streams: list[str], commands: int, per_command: int) -> None:
+    es = EventStore("core-test", registry)
+    for i in range(commands):
+        async with UnitOfWork(engine, es) as uow:
+            counter = await uow.load(Counter, streams[i % len(streams)])
+            for _ in range(per_command):
+                counter.count(1)
+            await uow.save(counter)
+            await uow.commit()
+
+
+async def pending(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(outbox)) or 0)
+
+
+async def lock_holder(engine: AsyncEngine, topic: str) -> int | None:
+    async with engine.connect() as conn:
+        pid = await conn.scalar(
+            sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+                "AND classid = CAST(:space AS int)::oid AND objid = hashtext(:topic)::oid"
+            ),
+            {"space": int(LockSpace.RELAY_LEADER), "topic": topic},
+        )
+    return None if pid is None else int(pid)
+
+
+async def test_a_frozen_leader_is_replaced_within_the_lease_and_first_deliveries_stay_in_order(
+    core_engine: AsyncEngine, database_url: str, kafka: str, topic: str, relays: list[Relay]
+) -> None:
+    streams = [str(uuid.uuid4()) for _ in range(20)]
+    await fill(core_engine, streams, 300, 10)
+    total = 3000
+    assert await pending(core_engine) == total
+
+    relays += [Relay(database_url, topic, kafka, 10), Relay(database_url, topic, kafka, 10)]
+    await eventually(lambda: _any_leader(relays), timeout=60)
+    leader = next(r for r in relays if r.became_leader())
+    follower = next(r for r in relays if r is not leader)
+    deadline = time.monotonic() + 60
+    while await pending(core_engine) > total - 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+    leader.proc.send_signal(signal.SIGSTOP)  # frozen mid-stream: socket open, kernel ACKing
+    frozen_at = time.monotonic()
+    left = await pending(core_engine)
+    assert 0 < left < total, f"the freeze should land mid-stream (left {left})"
+    while await pending(core_engine) >= left:
+        assert time.monotonic() - frozen_at < 60, "nobody took over"
+        await asyncio.sleep(0.02)
+    took_over = time.monotonic() - frozen_at
+    print(f"takeover after a SIGSTOP: {took_over:.2f} s (lease {LEASE} s, bound {TAKEOVER_BOUND} s)")
+    assert follower.became_leader()
+    assert took_over < TAKEOVER_BOUND, f"the follower published only after {took_over:.1f} s"
+    assert took_over > LEASE * 0.7, "the frozen leader's lock went away before its lease ran out"
+    await eventually(lambda: drained(core_engine), timeout=60)
+
+    # The frozen leader wakes up: its session is gone, it finds out at its next statement and
+    # becomes a follower; it never leads beside the new leader.
+    leader.proc.send_signal(signal.SIGCONT)
+    await asyncio.sleep(LEASE / 2)
+    await fill(core_engine, streams, 10, 10)
+    await eventually(lambda: drained(core_engine), timeout=60)
+    assert leader.leads.qsize() == 1, "the woken leader must not lead again while the other one does"
+
+    received = await read_topic(kafka, topic, expect=total + 100, timeout=60)
+    assert len({r.headers["event_id"] for r in received}) == total + 100
+    for stream, versions in by_stream(received).items():
+        # Duplicates are allowed (the frozen leader's batch is sent again, and perhaps also by it
+        # when it wakes); what is delivered for the first time is in order.
+        firsts = list(dict.fromkeys(versions))
+        assert firsts == sorted(firsts), f"stream {stream} out of order"
+        assert firsts == list(range(1, len(firsts) + 1)), f"stream {stream} has a gap"
+
+
+async def test_without_a_follower_the_server_ends_a_frozen_leaders_session_within_the_lease(
+    core_engine: AsyncEngine, database_url: str, kafka: str, topic: str, relays: list[Relay]
+) -> None:
+    relays.append(Relay(database_url, topic, kafka, 10))
+    await eventually(lambda: _any_leader(relays), timeout=60)
+    assert await lock_holder(core_engine, topic) is not None
+    relays[0].proc.send_signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    while await lock_holder(core_engine, topic) is not None:
+        assert time.monotonic() - frozen_at < 60, "the frozen leader kept its lock"
+        await asyncio.sleep(0.05)
+    released = time.monotonic() - frozen_at
+    print(f"lock released by idle_session_timeout {released:.2f} s after the SIGSTOP (lease {LEASE} s)")
+    assert LEASE * 0.7 < released < LEASE + 1.5
+
+
+async def _any_leader(relays: list[Relay]) -> bool:
+    return any(r.became_leader() for r in relays)
