@@ -162,7 +162,7 @@ async def _referred(conn: AsyncConnection, env: EventEnvelope, e: c.CaseReferred
 async def _escalated(conn: AsyncConnection, env: EventEnvelope, e: c.CaseEscalated) -> None:
     await conn.execute(
         _case(e)
-        .where(sa.not_(cases.c.handled_by.any(e.to_union_id)))
+        .where(sa.not_(cases.c.handled_by.contains([e.to_union_id])))
         .values(handled_by=sa.func.array_append(cases.c.handled_by, e.to_union_id))
     )
     await conn.execute(

@@ -296,7 +296,7 @@ async def list_cases(
         sa.select(cases).order_by(cases.c.received_on.desc(), cases.c.case_number).limit(limit).offset(offset)
     )
     if viewer_union is not None:
-        query = query.where(cases.c.handled_by.any(viewer_union))
+        query = query.where(cases.c.handled_by.contains([viewer_union]))
     if station_id is not None:
         query = query.where(cases.c.station_union_id == station_id)
     if member_id is not None:
@@ -348,7 +348,7 @@ async def statistics_answer(
     if year is not None:
         query = query.where(sa.extract("year", cases.c.received_on) == year)
     if viewer_union is not None:
-        query = query.where(cases.c.handled_by.any(viewer_union))
+        query = query.where(cases.c.handled_by.contains([viewer_union]))
     rows = list((await conn.execute(query)).mappings())
     names = {
         r["union_id"]: r["name"]

@@ -14,8 +14,8 @@ from services.mediation import calendar, domain, periods, projections
 from services.mediation.domain import Case, Room, Status, UnionNode
 from shared.aggregate import Conflict, InvalidInput
 from shared.clock import beijing_date
-from shared.contracts import membership as m
 from shared.contracts import mediation as c
+from shared.contracts import membership as m
 
 BEIJING = timezone(timedelta(hours=8))
 STREET = UnionNode(uuid.uuid4(), "street", None)
@@ -212,7 +212,7 @@ def test_escalation_follows_the_union_tree() -> None:
 
 
 def test_escalation_skips_unions_that_are_no_tier_and_needs_a_known_parent() -> None:
-    municipal, district, street = _tree()
+    _, district, street = _tree()
     case = _received(station=street)
     with pytest.raises(Conflict) as unknown:
         case.escalate(ancestors=[], today=date(2026, 3, 10))
