@@ -30,6 +30,9 @@ LOCAL_GRANTS: dict[str, Grant] = {
     "local-counselor-2-token": Grant("counselor", subject="counselor-2"),
     "local-supervisor-token": Grant("supervisor"),
     "local-integrator-token": Grant("integrator"),
+    # Mediation: staff members who mediate sessions and keep their minutes.
+    "local-mediator-token": Grant("staff", subject="mediator-1"),
+    "local-mediator-2-token": Grant("staff", subject="mediator-2"),
 }
 LOCAL_TOKENS: dict[str, str] = {token: grant.role for token, grant in LOCAL_GRANTS.items()}
 

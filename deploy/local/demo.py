@@ -18,6 +18,7 @@ import httpx
 
 MEMBERSHIP = os.environ.get("DEMO_MEMBERSHIP_URL", "http://127.0.0.1:8001")
 CLAIMS = os.environ.get("DEMO_CLAIMS_URL", "http://127.0.0.1:8002")
+MEDIATION = os.environ.get("DEMO_MEDIATION_URL", "http://127.0.0.1:8005")
 TOKEN = os.environ.get("DEMO_TOKEN", "local-staff-token")
 
 
@@ -46,6 +47,7 @@ def main() -> None:
         httpx.Client(base_url=CLAIMS, headers=headers, timeout=10) as c,
     ):
         parent = None
+        unions: dict[str, str] = {}
         for name, level in [
             ("北京市总工会 Beijing Federation of Trade Unions", "municipal"),
             ("顺义区总工会 Shunyi District Federation", "district"),
@@ -55,6 +57,7 @@ def main() -> None:
             parent = call(m, "POST", "/v1/unions", {"name": name, "level": level, "parent_id": parent}, 201)[
                 "union_id"
             ]
+            unions[level] = parent
             print(f"union      {level:<10} {name}")
         birth = date(1975, 1, 1) + timedelta(days=random.randint(0, 20 * 365))
         member = call(
@@ -139,6 +142,88 @@ def main() -> None:
             print("\nMember timeline (membership):")
             for entry in timeline.json().get("items", []):
                 print(f"  {entry['occurred_at'][:19]}  {entry['source']:<10} {entry['event_type']}")
+
+        mediation_story(headers, unions, member, today)
+
+
+def mediation_story(headers: dict[str, str], unions: dict[str, str], member: str, today: date) -> None:
+    """Mediation: the member's unpaid wages, received at the Shiyuan station, a session in its
+    mediation room, escalated to the district, agreed and paid; the street sees the outcome."""
+    with httpx.Client(base_url=MEDIATION, headers=headers, timeout=10) as md:
+        try:
+            md.get("/healthz")
+        except httpx.TransportError:
+            print("\n(mediation service not running: skipping the mediation story)")
+            return
+        street, district = unions["street"], unions["district"]
+        deadline = time.monotonic() + 30
+        while md.get(f"/v1/stations/{street}").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        call(md, "PUT", f"/v1/stations/{street}", {"case_prefix": "SY"})
+        body = {
+            "union_id": street,
+            "member_id": member,
+            "employer": {"name": "顺义某物流有限公司 a Shunyi logistics company"},
+            "category": "wages",
+            "claim_text": "three months of wages unpaid",
+            "amount": "8600.00",
+            "learned_on": (today - timedelta(days=40)).isoformat(),
+        }
+        while True:  # the member's MemberJoined may still be on its way to mediation
+            r = md.post("/v1/cases", json=body)
+            if r.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        if r.status_code != 201:
+            sys.exit(f"POST /v1/cases answered {r.status_code}: {r.text}")
+        case = r.json()
+        print(
+            f"\nMediation case {case['case_number']} received at the Shiyuan station: mediation ends "
+            f"{case['mediation_deadline']} (art. 14), arbitration limit {case['arbitration_limit']} (art. 27)"
+        )
+        cid = case["case_id"]
+        start = (today + timedelta(days=2)).isoformat()
+        call(
+            md,
+            "POST",
+            f"/v1/cases/{cid}/sessions",
+            {
+                "starts_at": f"{start}T09:00:00+08:00",
+                "ends_at": f"{start}T10:30:00+08:00",
+                "mediator": "mediator-1",
+            },
+            201,
+        )
+        taken = md.post(
+            f"/v1/cases/{cid}/sessions",
+            json={
+                "starts_at": f"{start}T10:00:00+08:00",
+                "ends_at": f"{start}T11:00:00+08:00",
+                "mediator": "x",
+            },
+        )
+        print(
+            f"  session booked in the mediation room; an overlapping one: "
+            f"{taken.status_code} {taken.json()['code']}"
+        )
+        up = call(md, "POST", f"/v1/cases/{cid}/escalate", {"reason": "employer did not come"})
+        print(f"  escalated to the {up['tier']} tier")
+        queue = call(md, "GET", f"/v1/queues/{district}")["items"]
+        print(f"  district queue: {[q['case_number'] for q in queue]}")
+        due = (today + timedelta(days=30)).isoformat()
+        call(
+            md,
+            "POST",
+            f"/v1/cases/{cid}/agreement",
+            {"terms": "paid in two parts", "amount": "7000.00", "due_on": due},
+        )
+        call(md, "POST", f"/v1/cases/{cid}/agreement/fulfilment", {"amount_paid": "7000.00"})
+        seen = call(md, "GET", f"/v1/cases/{cid}")
+        print(
+            f"  the street sees: {seen['status']} at the {seen['outcome']['agreed_at_tier']} tier, "
+            f"{seen['outcome']['amount_paid']} CNY recovered"
+        )
+        print("  history: " + " -> ".join(h["event_type"] for h in seen["history"]))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.contracts import claims as c
+from shared.contracts import mediation as md
 from shared.contracts import membership as m
 from shared.contracts.common import Benefit, Gender
 from shared.envelope import EventEnvelope
@@ -239,6 +240,150 @@ _EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
         ),
     ),
 ]
+
+
+# --- mediation: a member's unpaid wages, received at the Shiyuan station, escalated, agreed ---------
+CASE, SESSION, ROOM = _id("case"), _id("session"), _id("room")
+_MEDIATION_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
+    (
+        "Case",
+        str(CASE),
+        1,
+        "mediation",
+        md.CaseReceived(
+            case_id=CASE,
+            case_number="SY-2026-0042",
+            station_union_id=STREET,
+            party=md.Party.MEMBER,
+            member_id=MEMBER,
+            category=md.Category.WAGES,
+            amount_claimed=Decimal("8600.00"),
+            learned_on=date(2026, 8, 31),
+            received_on=date(2026, 9, 16),
+            mediation_deadline=date(2026, 10, 8),
+            arbitration_limit=date(2027, 8, 31),
+        ),
+    ),
+    (
+        "Room",
+        str(ROOM),
+        1,
+        "mediation",
+        md.RoomBooked(
+            room_id=ROOM,
+            station_union_id=STREET,
+            session_id=SESSION,
+            case_id=CASE,
+            starts_at=datetime(2026, 9, 18, 1, 0, tzinfo=UTC),
+            ends_at=datetime(2026, 9, 18, 3, 0, tzinfo=UTC),
+        ),
+    ),
+    (
+        "Case",
+        str(CASE),
+        2,
+        "mediation",
+        md.MediationSessionScheduled(
+            case_id=CASE,
+            session_id=SESSION,
+            room_id=ROOM,
+            starts_at=datetime(2026, 9, 18, 1, 0, tzinfo=UTC),
+            ends_at=datetime(2026, 9, 18, 3, 0, tzinfo=UTC),
+            mediator="mediator-1",
+            parties_present=["worker", "employer", "union_representative"],
+        ),
+    ),
+    (
+        "Case",
+        str(CASE),
+        3,
+        "mediation",
+        md.MinutesRecorded(case_id=CASE, session_id=SESSION, recorded_by="mediator-1"),
+    ),
+    ("Case", str(CASE), 4, "mediation", md.EmployerRefused(case_id=CASE, refused_on=date(2026, 9, 18))),
+    (
+        "Case",
+        str(CASE),
+        5,
+        "mediation",
+        md.CaseEscalated(
+            case_id=CASE,
+            from_tier=md.Tier.STREET,
+            from_union_id=STREET,
+            to_tier=md.Tier.DISTRICT,
+            to_union_id=DISTRICT,
+            escalated_on=date(2026, 9, 21),
+            mediation_deadline=date(2026, 10, 8),
+        ),
+    ),
+    (
+        "Case",
+        str(CASE),
+        6,
+        "mediation",
+        md.MediationDeadlinePassed(
+            case_id=CASE,
+            mediation_deadline=date(2026, 10, 8),
+            detected_on=date(2026, 10, 9),
+            tier=md.Tier.DISTRICT,
+            handling_union_id=DISTRICT,
+        ),
+    ),
+    (
+        "Case",
+        str(CASE),
+        7,
+        "mediation",
+        md.AgreementReached(
+            case_id=CASE,
+            amount=Decimal("7000.00"),
+            due_on=date(2026, 10, 31),
+            agreed_on=date(2026, 10, 12),
+            tier=md.Tier.DISTRICT,
+            handling_union_id=DISTRICT,
+        ),
+    ),
+    (
+        "Case",
+        str(CASE),
+        8,
+        "mediation",
+        md.AgreementFulfilled(case_id=CASE, amount_paid=Decimal("7000.00"), fulfilled_on=date(2026, 10, 30)),
+    ),
+    (
+        "Case",
+        str(_id("case-2")),
+        2,
+        "mediation",
+        md.CaseWithdrawn(case_id=_id("case-2"), withdrawn_on=date(2026, 9, 20)),
+    ),
+    (
+        "Case",
+        str(_id("case-3")),
+        3,
+        "mediation",
+        md.CaseReferredToArbitration(
+            case_id=_id("case-3"),
+            body="顺义区劳动人事争议仲裁委员会",
+            referred_on=date(2026, 9, 25),
+            tier=md.Tier.STREET,
+            handling_union_id=STREET,
+        ),
+    ),
+    (
+        "Case",
+        str(_id("case-4")),
+        2,
+        "mediation",
+        md.ArbitrationLimitNear(
+            case_id=_id("case-4"),
+            arbitration_limit=date(2026, 10, 8),
+            detected_on=date(2026, 9, 8),
+            days_left=30,
+        ),
+    ),
+]
+_EXAMPLES.extend(_MEDIATION_EXAMPLES)
 
 
 _FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
