@@ -66,7 +66,9 @@ class CounselingUnderTest:
     def topic(self) -> str:
         return self.settings.topic
 
-    async def ok(self, method: str, url: str, headers: dict[str, str], json: Any = None, status: int = 200) -> Any:
+    async def ok(
+        self, method: str, url: str, headers: dict[str, str], json: Any = None, status: int = 200
+    ) -> Any:
         response = await self.http.request(method, url, headers=headers, json=json)
         assert response.status_code == status, response.text
         return response.json()
@@ -78,12 +80,16 @@ class CounselingUnderTest:
     async def slot(self, counselor_id: str, day: date = TODAY) -> str:
         hour = self.hours.pop(0)
         body = {"starts_at": at(day, hour), "ends_at": at(day, hour, 50)}
-        return str((await self.ok("POST", f"/v1/counselors/{counselor_id}/slots", STAFF, body, 201))["slot_id"])
+        return str(
+            (await self.ok("POST", f"/v1/counselors/{counselor_id}/slots", STAFF, body, 201))["slot_id"]
+        )
 
     async def book(self, slot_id: str, **client: Any) -> dict[str, Any]:
         if not client:
             client = {"resident": {"full_name": "Zhao Min", "phone": "13911112222"}}
-        result: dict[str, Any] = await self.ok("POST", "/v1/appointments", STAFF, {"slot_id": slot_id, **client}, 201)
+        result: dict[str, Any] = await self.ok(
+            "POST", "/v1/appointments", STAFF, {"slot_id": slot_id, **client}, 201
+        )
         return result
 
     async def completed(self, notes: str, counselor: dict[str, str] = COUNSELOR_1, **client: Any) -> str:
@@ -96,7 +102,9 @@ class CounselingUnderTest:
     async def counselor_id_of(self, subject: str) -> str | None:
         async with self.runtime.engine.connect() as conn:
             found = await conn.scalar(
-                sa.select(t.counselors.c.counselor_id).where(t.counselors.c.subject == subject, t.counselors.c.active)
+                sa.select(t.counselors.c.counselor_id).where(
+                    t.counselors.c.subject == subject, t.counselors.c.active
+                )
             )
         return None if found is None else str(found)
 
@@ -124,14 +132,19 @@ class CounselingUnderTest:
         await producer.start()
         try:
             await producer.send_and_wait(
-                self.membership_topic, envelope.to_bytes(), key=envelope.kafka_key(), headers=envelope.kafka_headers()
+                self.membership_topic,
+                envelope.to_bytes(),
+                key=envelope.kafka_key(),
+                headers=envelope.kafka_headers(),
             )
         finally:
             await producer.stop()
 
         async def known() -> bool:
             async with self.runtime.engine.connect() as conn:
-                return bool(await conn.scalar(sa.select(t.members.c.active).where(t.members.c.member_id == member_id)))
+                return bool(
+                    await conn.scalar(sa.select(t.members.c.active).where(t.members.c.member_id == member_id))
+                )
 
         await eventually(known)
         return member_id
@@ -141,9 +154,13 @@ async def database_dump(service: CounselingUnderTest) -> str:
     """Every row of every table of the service's database, as text."""
     rows: list[str] = []
     async with service.runtime.engine.connect() as conn:
-        tables = (await conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
+        tables = (
+            await conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+        ).scalars()
         for name in list(tables):
-            rows.extend(str(r) for r in (await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))).scalars())
+            rows.extend(
+                str(r) for r in (await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))).scalars()
+            )
     assert len(rows) > 10  # events, read models, the vault: something is there to search
     return "\n".join(rows)
 
@@ -184,6 +201,3 @@ async def counseling(database_url: str, kafka: str, suffix: str) -> AsyncIterato
     clock = MovableClock(TODAY)
     async with running(settings, clock) as (runtime, app, http):
         yield CounselingUnderTest(runtime, app, http, settings, clock, settings.membership_topic, kafka)
-
-
-

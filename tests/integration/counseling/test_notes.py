@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 NOTES = "Client described panic attacks since the layoff; agreed breathing exercise, review in 2 weeks."
 
 
-async def test_five_readers_two_allowed_three_refused_and_all_five_audited(counseling: CounselingUnderTest) -> None:
+async def test_five_readers_two_allowed_three_refused_and_all_five_audited(
+    counseling: CounselingUnderTest,
+) -> None:
     appointment = await counseling.completed(NOTES)
     url = f"/v1/appointments/{appointment}/notes"
     answers = {}
@@ -64,7 +66,9 @@ async def test_only_the_supervisor_queries_the_trail(counseling: CounselingUnder
     assert (await counseling.http.get("/v1/audit")).status_code == 401
 
 
-async def test_only_the_assigned_counsellor_completes_and_writes_notes(counseling: CounselingUnderTest) -> None:
+async def test_only_the_assigned_counsellor_completes_and_writes_notes(
+    counseling: CounselingUnderTest,
+) -> None:
     counselor = await counseling.counselor()
     appointment = (await counseling.book(await counseling.slot(counselor)))["appointment_id"]
     url = f"/v1/appointments/{appointment}/complete"
@@ -83,8 +87,12 @@ async def test_refused_reads_of_missing_things_are_audited_and_reveal_nothing(
     counseling: CounselingUnderTest,
 ) -> None:
     missing = uuid.uuid4()
-    assert (await counseling.http.get(f"/v1/appointments/{missing}/notes", headers=COUNSELOR_1)).status_code == 403
-    assert (await counseling.http.get(f"/v1/appointments/{missing}/notes", headers=SUPERVISOR)).status_code == 404
+    assert (
+        await counseling.http.get(f"/v1/appointments/{missing}/notes", headers=COUNSELOR_1)
+    ).status_code == 403
+    assert (
+        await counseling.http.get(f"/v1/appointments/{missing}/notes", headers=SUPERVISOR)
+    ).status_code == 404
     counselor = await counseling.counselor()
     booked = (await counseling.book(await counseling.slot(counselor)))["appointment_id"]
     not_yet = await counseling.http.get(f"/v1/appointments/{booked}/notes", headers=COUNSELOR_1)
@@ -101,7 +109,10 @@ async def test_the_notes_column_holds_no_plaintext_and_no_table_does(counseling:
     appointment = await counseling.completed(NOTES)
     async with counseling.runtime.engine.connect() as conn:
         stored = (
-            await conn.execute(sa.text("SELECT notes, key_id FROM session_notes WHERE appointment_id = :id"), {"id": appointment})
+            await conn.execute(
+                sa.text("SELECT notes, key_id FROM session_notes WHERE appointment_id = :id"),
+                {"id": appointment},
+            )
         ).one()
     assert stored.notes.startswith(f"{stored.key_id}:") and NOTES not in stored.notes
     assert "panic" not in stored.notes.lower()

@@ -123,7 +123,10 @@ def test_counsellor_state_is_rebuilt_from_its_events() -> None:
             onboarded_on=TODAY,
         ),
         c.SlotPublished(
-            slot_id=slot.slot_id, counselor_id=uuid.UUID(co.id), starts_at=slot.starts_at, ends_at=slot.ends_at
+            slot_id=slot.slot_id,
+            counselor_id=uuid.UUID(co.id),
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
         ),
     ]
     again = Counselor.rehydrate(co.id, events)
@@ -155,14 +158,18 @@ def test_booking_names_the_client_only_by_reference() -> None:
 def test_a_taken_slot_is_slot_taken() -> None:
     co, slot = with_slot()
     with pytest.raises(Conflict) as err:
-        Appointment.book(uuid.uuid4(), counselor=co, slot_id=slot.slot_id, slot_taken=True, client=MEMBER, today=TODAY)
+        Appointment.book(
+            uuid.uuid4(), counselor=co, slot_id=slot.slot_id, slot_taken=True, client=MEMBER, today=TODAY
+        )
     assert err.value.code == "slot_taken" and err.value.status == 409
 
 
 def test_booking_refuses_unknown_past_and_inactive_slots() -> None:
     co, slot = with_slot()
     with pytest.raises(NotFound):
-        Appointment.book(uuid.uuid4(), counselor=co, slot_id=uuid.uuid4(), slot_taken=False, client=MEMBER, today=TODAY)
+        Appointment.book(
+            uuid.uuid4(), counselor=co, slot_id=uuid.uuid4(), slot_taken=False, client=MEMBER, today=TODAY
+        )
     with pytest.raises(Conflict) as err:
         Appointment.book(
             uuid.uuid4(),
@@ -175,7 +182,9 @@ def test_booking_refuses_unknown_past_and_inactive_slots() -> None:
     assert err.value.code == "slot_in_past"
     co.deactivate(today=TODAY)
     with pytest.raises(Conflict) as err:
-        Appointment.book(uuid.uuid4(), counselor=co, slot_id=slot.slot_id, slot_taken=False, client=MEMBER, today=TODAY)
+        Appointment.book(
+            uuid.uuid4(), counselor=co, slot_id=slot.slot_id, slot_taken=False, client=MEMBER, today=TODAY
+        )
     assert err.value.code == "counselor_inactive"
 
 
@@ -267,7 +276,9 @@ def test_bad_phone_numbers_are_refused_without_echo(raw: str) -> None:
         ("integrator", "counselor-1", False),
     ],
 )
-def test_notes_are_for_the_assigned_counsellor_and_the_supervisor(role: str, subject: str, allowed: bool) -> None:
+def test_notes_are_for_the_assigned_counsellor_and_the_supervisor(
+    role: str, subject: str, allowed: bool
+) -> None:
     refusal = domain.notes_refusal(role=role, subject=subject, assigned_subject="counselor-1")
     assert (refusal is None) is allowed
 

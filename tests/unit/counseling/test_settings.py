@@ -80,7 +80,9 @@ def test_a_real_key_never_appears_in_the_settings_repr() -> None:
 
 def test_token_entries_may_name_a_subject_and_plain_entries_keep_working() -> None:
     grants = parse_grants(
-        json.dumps({"t1": "staff", "t2": {"role": "counselor", "subject": "dr-wang"}, "t3": {"role": "supervisor"}})
+        json.dumps(
+            {"t1": "staff", "t2": {"role": "counselor", "subject": "dr-wang"}, "t3": {"role": "supervisor"}}
+        )
     )
     assert grants == {"t1": Grant("staff"), "t2": Grant("counselor", "dr-wang"), "t3": Grant("supervisor")}
     authority = TokenAuthority(grants)
@@ -91,7 +93,8 @@ def test_token_entries_may_name_a_subject_and_plain_entries_keep_working() -> No
 
 
 @pytest.mark.parametrize(
-    "entry", [{"subject": "x"}, {"role": "staff", "colour": "red"}, {"role": "staff", "subject": 3}, ["staff"]]
+    "entry",
+    [{"subject": "x"}, {"role": "staff", "colour": "red"}, {"role": "staff", "subject": 3}, ["staff"]],
 )
 def test_malformed_grants_are_refused(entry: object) -> None:
     with pytest.raises(ValueError, match="entry #1"):
