@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import claims, compat, guide, membership
+from shared.contracts import claims, compat, counseling, guide, membership
 from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent, EventRegistry
@@ -72,6 +72,12 @@ SERVICES: tuple[ServiceContract, ...] = (
         claims.TOPIC,
         claims.registry,
         (Subscription(membership.TOPIC, membership.registry, "coverage"),),
+    ),
+    ServiceContract(
+        "counseling",
+        counseling.TOPIC,
+        counseling.registry,
+        (Subscription(membership.TOPIC, membership.registry, "members"),),
     ),
 )
 

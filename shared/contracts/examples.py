@@ -15,6 +15,7 @@ from typing import Any
 from shared.contracts import claims as c
 from shared.contracts import membership as m
 from shared.contracts.common import Benefit, Gender
+from shared.contracts.counseling_examples import counseling_examples
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 
@@ -240,6 +241,8 @@ _EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
     ),
 ]
 
+
+_EXAMPLES += counseling_examples(_id)
 
 _FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
 
