@@ -46,7 +46,7 @@ class CounselingSettings(_ServiceSettings):
     def _notes_keys(self) -> dict[str, bytes]:
         """Parsed and checked; errors name the key id, never a key."""
         try:
-            parsed = json.loads(self.notes_keys)
+            parsed = json.loads(self.notes_keys or LOCAL_NOTES_KEYS)
         except json.JSONDecodeError:
             raise ValueError("COUNSELING_NOTES_KEYS must be a JSON object of key id -> base64 key") from None
         if not isinstance(parsed, dict) or not parsed:
