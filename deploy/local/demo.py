@@ -1,8 +1,11 @@
-"""`make demo`: the seed story, walked through the public HTTP APIs of membership and claims.
+"""`make demo`: the seed story, walked through the public HTTP APIs of membership, claims and
+counseling.
 
 A member of the Wulicang Second Community joint union, with a paid accident enrolment and a Jing
 card, hurts his hand. Both claims open by themselves, each with its own checklist; the card claim
-is documented, approved and paid. Every run uses a new member, so it can be repeated.
+is documented, approved and paid. Then the heart station: the same member books a free session
+with the partner provider's counsellor, who completes it with notes that only she and the
+supervisor can read (every attempt audited). Every run uses a new member, so it can be repeated.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 import random
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as clock_time
 from typing import Any
 
 import httpx
@@ -19,7 +23,11 @@ import httpx
 MEMBERSHIP = os.environ.get("DEMO_MEMBERSHIP_URL", "http://127.0.0.1:8001")
 CLAIMS = os.environ.get("DEMO_CLAIMS_URL", "http://127.0.0.1:8002")
 MEDIATION = os.environ.get("DEMO_MEDIATION_URL", "http://127.0.0.1:8005")
+COUNSELING = os.environ.get("DEMO_COUNSELING_URL", "http://127.0.0.1:8004")
 TOKEN = os.environ.get("DEMO_TOKEN", "local-staff-token")
+COUNSELOR_TOKEN = os.environ.get("DEMO_COUNSELOR_TOKEN", "local-counselor-token")
+SUPERVISOR_TOKEN = os.environ.get("DEMO_SUPERVISOR_TOKEN", "local-supervisor-token")
+BEIJING = timezone(timedelta(hours=8))
 
 
 def national_id(birth: date) -> str:
@@ -144,6 +152,7 @@ def main() -> None:
                 print(f"  {entry['occurred_at'][:19]}  {entry['source']:<10} {entry['event_type']}")
 
         mediation_story(headers, unions, member, today)
+    heart_station(member)
 
 
 def mediation_story(headers: dict[str, str], unions: dict[str, str], member: str, today: date) -> None:
@@ -224,6 +233,87 @@ def mediation_story(headers: dict[str, str], unions: dict[str, str], member: str
             f"{seen['outcome']['amount_paid']} CNY recovered"
         )
         print("  history: " + " -> ".join(h["event_type"] for h in seen["history"]))
+
+
+def heart_station(member: str) -> None:
+    """A session booked by the member, completed with notes, read by who may; one refused read."""
+    today = datetime.now(BEIJING).date()
+    staff = {"Authorization": f"Bearer {TOKEN}"}
+    counselor_auth = {"Authorization": f"Bearer {COUNSELOR_TOKEN}"}
+    with httpx.Client(base_url=COUNSELING, headers=staff, timeout=10) as k:
+        active = call(k, "GET", "/v1/counselors?active=true")["items"]
+        mine = next((x for x in active if x["subject"] == "counselor-1"), None)
+        counselor = (
+            mine["counselor_id"]
+            if mine
+            else call(
+                k,
+                "POST",
+                "/v1/counselors",
+                {
+                    "display_name": "和谐心理 王老师 (partner)",
+                    "provider": "partner",
+                    "subject": "counselor-1",
+                },
+                201,
+            )["counselor_id"]
+        )
+        # A 40-minute slot earlier today, so the session can be completed now; one not yet taken.
+        slot = None
+        for minutes in random.sample(range(0, 23 * 60, 40), k=30):
+            start = datetime.combine(today, clock_time(0), BEIJING) + timedelta(minutes=minutes)
+            body = {"starts_at": start.isoformat(), "ends_at": (start + timedelta(minutes=40)).isoformat()}
+            r = k.post(f"/v1/counselors/{counselor}/slots", json=body, headers=counselor_auth)
+            if r.status_code == 201:
+                slot = r.json()
+                break
+        if slot is None:
+            sys.exit("no free slot left today for counselor-1: run the demo again tomorrow")
+        print(f"\nHeart station: slot {slot['starts_at']} with counsellor {counselor}")
+
+        deadline = time.monotonic() + 30
+        while True:  # counseling learns of the member from membership.events
+            r = k.post("/v1/appointments", json={"slot_id": slot["slot_id"], "member_id": member})
+            if r.status_code == 201 or time.monotonic() > deadline:
+                break
+            if r.json().get("code") != "member_not_known":
+                break
+            time.sleep(0.3)
+        if r.status_code != 201:
+            sys.exit(f"booking answered {r.status_code}: {r.text}")
+        booked = r.json()
+        appointment = booked["appointment_id"]
+        print(
+            f"booked     appointment {appointment}; on Kafka the client is only {booked['client_ref'][:16]}…"
+        )
+        taken = k.post("/v1/appointments", json={"slot_id": slot["slot_id"], "member_id": member})
+        print(f"again      same slot -> {taken.status_code} {taken.json().get('code')}")
+        notes = "Stress after the injury; worried about the claim. Agreed: breathing exercise, follow-up."
+        done = k.post(
+            f"/v1/appointments/{appointment}/complete", json={"notes": notes}, headers=counselor_auth
+        )
+        if done.status_code != 200:
+            sys.exit(f"completing answered {done.status_code}: {done.text}")
+        print(f"completed  by counselor-1 with notes (encrypted, never on Kafka): {done.json()['status']}")
+        for who, token in (
+            ("staff", TOKEN),
+            ("counsellor", COUNSELOR_TOKEN),
+            ("supervisor", SUPERVISOR_TOKEN),
+        ):
+            r = k.get(f"/v1/appointments/{appointment}/notes", headers={"Authorization": f"Bearer {token}"})
+            print(f"notes      read by {who:<10} -> {r.status_code}")
+        trail = k.get(
+            f"/v1/audit?appointment_id={appointment}", headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+        ).json()["items"]
+        print(
+            "audit      "
+            + "; ".join(f"{e['subject']} {'read' if e['allowed'] else 'refused'}" for e in trail)
+        )
+        stats = call(k, "GET", "/v1/statistics")
+        print(
+            f"statistics {stats['sessions']} session(s), no-show rate {stats['no_show_rate']}, "
+            f"clients {stats['clients']}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import claims, compat, guide, mediation, membership
+from shared.contracts import claims, compat, counseling, guide, mediation, membership
 from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent, EventRegistry
@@ -78,6 +78,12 @@ SERVICES: tuple[ServiceContract, ...] = (
         mediation.TOPIC,
         mediation.registry,
         (Subscription(membership.TOPIC, membership.registry, "unions"),),
+    ),
+    ServiceContract(
+        "counseling",
+        counseling.TOPIC,
+        counseling.registry,
+        (Subscription(membership.TOPIC, membership.registry, "members"),),
     ),
 )
 

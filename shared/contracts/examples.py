@@ -16,6 +16,7 @@ from shared.contracts import claims as c
 from shared.contracts import mediation as md
 from shared.contracts import membership as m
 from shared.contracts.common import Benefit, Gender
+from shared.contracts.counseling_examples import counseling_examples
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 
@@ -385,6 +386,7 @@ _MEDIATION_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
 ]
 _EXAMPLES.extend(_MEDIATION_EXAMPLES)
 
+_EXAMPLES += counseling_examples(_id)
 
 _FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
 

@@ -80,3 +80,35 @@ async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Pa
         assert "Application shutdown complete" in service.log.read_text(), (
             f"{service.name} did not shut down cleanly"
         )
+
+
+@pytest.fixture
+async def counseling_process(infra: Infra, services: System) -> AsyncIterator[ServiceProcess]:
+    """The counseling service as a process beside ``services``, fed by its membership topic."""
+    name = f"e2e_counseling_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = infra.admin_url.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    topic = services.topics["membership"].replace(".membership.", ".counseling.")
+    await ensure_topics(infra.kafka, [topic])
+    env = {
+        **services.env,
+        "COUNSELING_DATABASE_URL": f"{base}/{name}",
+        "COUNSELING_TOPIC": topic,
+        "COUNSELING_MEMBERSHIP_TOPIC": services.topics["membership"],
+    }
+    counseling = ServiceProcess("counseling", env, services.tmp_path)
+    counseling.start()
+    try:
+        yield counseling
+    finally:
+        code = counseling.stop()
+        admin = await asyncpg.connect(infra.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    assert code in {0, -15}, f"graceful SIGTERM shutdown expected, got {code}"

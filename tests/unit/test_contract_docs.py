@@ -143,6 +143,7 @@ def test_asyncapi_says_what_a_subscriber_needs() -> None:
 
 def test_documented_consumer_groups_are_the_ones_the_services_run() -> None:
     from services.claims.app import build_runtime as claims_runtime
+    from services.counseling.app import build_runtime as counseling_runtime
     from services.mediation.app import build_runtime as mediation_runtime
     from services.mediation.settings import MediationSettings
     from services.membership.app import build_runtime as membership_runtime
@@ -154,6 +155,7 @@ def test_documented_consumer_groups_are_the_ones_the_services_run() -> None:
             claims_runtime(),
             membership_runtime(MembershipSettings()),
             mediation_runtime(MediationSettings()),
+            counseling_runtime(),
         )
         for sub in runtime.subscriptions
     }
