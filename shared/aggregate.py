@@ -42,6 +42,11 @@ class NotFound(DomainError):
     status = 404
 
 
+class UnaccountedEvent(TypeError):
+    """An aggregate met an event type it neither applies nor ignores: a programming error (a
+    handler forgotten or marked for the wrong class), never skipped silently."""
+
+
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -114,7 +119,7 @@ class Aggregate:
             return
         if type(event) in self.ignores:
             return
-        # TRANSITION: aggregates not yet moved to @applies still name methods _on_<EventType>.
-        legacy = getattr(self, f"_on_{event.event_type}", None)
-        if legacy is not None:
-            legacy(event)
+        raise UnaccountedEvent(
+            f"{type(self).__name__} neither applies nor ignores {event.event_type}: "
+            f"mark a method @applies({type(event).__name__}) or list it in {type(self).__name__}.ignores"
+        )

@@ -24,8 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.auth import Principal, TokenAuthority
+from shared.clock import Clock, beijing_today
 from shared.consumer import KafkaConsumerLoop
 from shared.crypto import FieldCipher
+from shared.dispatch import HandlerTable
 from shared.edge import EdgeMiddleware, refuse_nul_in_path_params
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
@@ -75,6 +77,8 @@ class ServiceRuntime:
     projections: tuple[InlineProjection, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
     run_relay: bool = True
+    #: The business date every command and reaction is judged against (tests pass ``fixed``).
+    clock: Clock = beijing_today
 
     def __post_init__(self) -> None:
         self.engine: AsyncEngine = create_async_engine(
@@ -120,9 +124,8 @@ class ServiceRuntime:
     def consumer(
         self,
         name: str,
-        reactions: Mapping[str, Reaction],
+        reactions: Mapping[str, Reaction] | HandlerTable[Reaction],
         *,
-        fallback: Reaction | None = None,
         locks: LockPlan | None = None,
         projections: tuple[InlineProjection, ...] = (),
     ) -> InboxConsumer:
@@ -131,7 +134,6 @@ class ServiceRuntime:
             self.engine,
             self.store,
             reactions,
-            fallback=fallback,
             locks=locks,
             projections=projections or self.projections,
         )

@@ -30,13 +30,10 @@ def build_runtime(settings: ClaimsSettings | None = None) -> ServiceRuntime:
         migrations=MIGRATIONS,
         projections=(apply_own,),
     )
-    reactions = {t.event_type: handlers.on_membership_event for t in membership.registry.types()}
-    coverage = runtime.consumer(
-        "coverage",
-        reactions,
-        fallback=handlers.on_membership_event,  # unknown (newer) types still advance versions
-        locks=handlers.coverage_locks,
-    )
+    # Every membership type has its reaction; a type newer than this release still advances
+    # the member's stream version (``handlers.on_newer_member_event``, the table's
+    # ``unregistered`` handler).
+    coverage = runtime.consumer("coverage", handlers.coverage_reactions, locks=handlers.coverage_locks)
     runtime.subscribe(coverage, settings.membership_topic)
     return runtime
 

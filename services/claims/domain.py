@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.aggregate import Aggregate, Conflict, InvalidInput
+from shared.aggregate import Aggregate, Conflict, InvalidInput, applies
 from shared.contracts.claims import (
     ClaimApproved,
     ClaimDocumentsReceived,
@@ -383,22 +383,27 @@ class Claim(Aggregate):
 
     # state
 
+    @applies(ClaimFiled)
     def _on_ClaimFiled(self, e: ClaimFiled) -> None:
         s = self.state
         s.member_id, s.plan_code, s.benefit = e.member_id, e.plan_code, e.benefit
         s.enrollment_id, s.report_id, s.incident_on = e.enrollment_id, e.report_id, e.incident_on
         s.required = tuple(e.required_documents)
 
+    @applies(ClaimDocumentsReceived)
     def _on_ClaimDocumentsReceived(self, e: ClaimDocumentsReceived) -> None:
         self.state.received |= set(e.documents)
         self.state.status = ClaimStatus.DOCUMENTS_COMPLETE if e.complete else ClaimStatus.DOCUMENTS_PARTIAL
 
+    @applies(ClaimApproved)
     def _on_ClaimApproved(self, e: ClaimApproved) -> None:
         self.state.status, self.state.approved_amount = ClaimStatus.APPROVED, e.amount
 
+    @applies(ClaimRejected)
     def _on_ClaimRejected(self, e: ClaimRejected) -> None:
         self.state.status = ClaimStatus.REJECTED
 
+    @applies(ClaimPaid)
     def _on_ClaimPaid(self, e: ClaimPaid) -> None:
         self.state.status = ClaimStatus.PAID
 
@@ -425,6 +430,8 @@ class ReportDecision(Aggregate):
     """Records that an injury report opened no claim, and why: staff can tell the member."""
 
     stream_type = "InjuryReportDecision"
+    #: A decision is recorded once; ``exists`` (the version) is all the state it needs.
+    ignores = (NoCoverageFound,)
 
     def no_coverage(self, report_id: uuid.UUID, member_id: uuid.UUID, reasons: tuple[str, ...]) -> None:
         if self.exists:

@@ -25,8 +25,10 @@ from services.claims.projections import (
 from shared.aggregate import Aggregate, InvalidInput, NotFound
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
-from shared.inbox import Lock
+from shared.events import DomainEvent
+from shared.inbox import Lock, Reaction
 from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
 
@@ -58,26 +60,57 @@ def coverage_locks(envelope: EventEnvelope) -> list[Lock]:
     return locks
 
 
-async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
-    """The one reaction to membership events: keep coverage, then decide what may now be decided.
+#: The reactions of the coverage consumer to ``membership.events``. Each keeps the coverage model
+#: (``apply_membership_event``), then decides what may now be decided. The consumer hands events
+#: over in stream order (never a version twice or out of turn) and holds ``coverage_locks``.
+coverage_reactions: HandlerTable[Reaction] = HandlerTable("claims.coverage")
 
-    The consumer hands events over in stream order (never a version twice or out of turn) and
-    holds ``coverage_locks`` for them."""
+
+def _decoded(envelope: EventEnvelope) -> DomainEvent:
+    return m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+
+
+@coverage_reactions.on(
+    m.UnionRegistered,
+    m.MemberJoined,
+    m.MemberTransferred,
+    m.MemberLeft,
+    m.CardIssued,
+    m.CardCancelled,
+    m.PlanEnrolled,
+    m.EnrollmentCancelled,
+)
+async def on_member_fact(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    """A fact about a member (or a union): into coverage; a member-stream version may release
+    parked reports."""
+    await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
     member_id = _member_in(envelope)
-    if envelope.event_type not in m.registry:
-        # A type added upstream after this release: nothing to apply, but it is still a version
-        # of the member's stream, and reports may be waiting for exactly that version.
-        if member_id is not None and envelope.aggregate_type == "Member":
-            await _advance(uow, member_id, envelope.aggregate_version)
-        return
-    event = m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+    if member_id is not None and envelope.aggregate_id == str(member_id):
+        await _advance(uow, member_id, envelope.aggregate_version)
+
+
+@coverage_reactions.on(m.InjuryReported)
+async def on_injury_report(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    event = _decoded(envelope)
+    assert isinstance(event, m.InjuryReported)
     await apply_membership_event(uow.conn, event, envelope.aggregate_version)
-    if isinstance(event, m.InjuryReported):
-        await on_injury_reported(uow, event, envelope)
-    elif isinstance(event, m.PlanDefined):
-        uow.memo.pop(_CATALOGUE, None)
-        await decide_pending_reports(uow)
-    elif member_id is not None and envelope.aggregate_id == str(member_id):
+    await on_injury_reported(uow, event, envelope)
+
+
+@coverage_reactions.on(m.PlanDefined)
+async def on_plan_defined(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    """A catalogue edit: into coverage's plans; reports waiting for it may now be decided."""
+    await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
+    uow.memo.pop(_CATALOGUE, None)
+    await decide_pending_reports(uow)
+
+
+@coverage_reactions.unregistered
+async def on_newer_member_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+    """A type added upstream after this release: nothing to apply, but on a Member stream it is
+    still a version of the member's stream, and reports may be waiting for exactly that version."""
+    member_id = _member_in(envelope)
+    if member_id is not None and envelope.aggregate_type == "Member":
         await _advance(uow, member_id, envelope.aggregate_version)
 
 

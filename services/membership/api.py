@@ -197,8 +197,7 @@ def _vault(request: Request) -> Vault:
 
 
 def _today(request: Request) -> date:
-    clock: Callable[[], date] = request.app.state.clock
-    return clock()
+    return _runtime(request).clock()
 
 
 @asynccontextmanager

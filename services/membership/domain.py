@@ -3,7 +3,7 @@
 Whoever calls in passes what a rule needs: the plan (a ``Plan`` value read from the catalogue
 table), the union (an aggregate loaded from its stream) and *today* (the business date in
 Beijing). Commands check their rules against current state and ``_raise`` events; state changes
-only in ``_on_<EventType>`` handlers, so replaying a stream rebuilds exactly the same state.
+only in methods marked ``@applies(EventClass)``, so replaying a stream rebuilds exactly the same state.
 
 Errors: ``InvalidInput(field=...)`` (422) when a value given is unacceptable, ``Conflict`` (409)
 when the command does not fit the aggregate's current state.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from shared.aggregate import Aggregate, Conflict, InvalidInput, NotFound
+from shared.aggregate import Aggregate, Conflict, InvalidInput, NotFound, applies
 from shared.contracts.common import Benefit, Gender, InjurySeverity
 from shared.contracts.membership import (
     CardCancelled,
@@ -182,6 +182,7 @@ class Union(Aggregate):
             )
         )
 
+    @applies(UnionRegistered)
     def _on_UnionRegistered(self, e: UnionRegistered) -> None:
         self.name, self.level = e.name, e.level
         self.parent_id = str(e.parent_union_id) if e.parent_union_id else None
@@ -506,25 +507,31 @@ class Member(Aggregate):
 
     # -- state --
 
+    @applies(MemberJoined)
     def _on_MemberJoined(self, e: MemberJoined) -> None:
         self.union_id = str(e.union_id)
         self.full_name, self.gender, self.birth_date = e.full_name, e.gender, e.birth_date
         self.joined_on = self.last_moved_on = e.joined_on
 
+    @applies(MemberTransferred)
     def _on_MemberTransferred(self, e: MemberTransferred) -> None:
         self.union_id = str(e.to_union_id)
         self.last_moved_on = e.transferred_on
 
+    @applies(MemberLeft)
     def _on_MemberLeft(self, e: MemberLeft) -> None:
         self.left_on, self.leave_reason = e.left_on, e.reason
 
+    @applies(CardIssued)
     def _on_CardIssued(self, e: CardIssued) -> None:
         self.cards.append(Card(last4=e.card_last4, issued_on=e.issued_on))
 
+    @applies(CardCancelled)
     def _on_CardCancelled(self, e: CardCancelled) -> None:
         if self.cards and self.cards[-1].active:
             self.cards[-1] = replace(self.cards[-1], cancelled_on=e.cancelled_on, reason=e.reason)
 
+    @applies(PlanEnrolled)
     def _on_PlanEnrolled(self, e: PlanEnrolled) -> None:
         key = str(e.enrollment_id)
         self.enrollments[key] = Enrollment(
@@ -536,6 +543,7 @@ class Member(Aggregate):
             ends_on=e.coverage_ends_on,
         )
 
+    @applies(EnrollmentCancelled)
     def _on_EnrollmentCancelled(self, e: EnrollmentCancelled) -> None:
         key = str(e.enrollment_id)
         self.enrollments[key] = replace(self.enrollments[key], cancelled_on=e.cancelled_on)
@@ -598,6 +606,7 @@ class InjuryReport(Aggregate):
             )
         )
 
+    @applies(InjuryReported)
     def _on_InjuryReported(self, e: InjuryReported) -> None:
         self.member_id, self.occurred_on = str(e.member_id), e.occurred_on
 
@@ -610,6 +619,8 @@ class CataloguePlan(Aggregate):
     seeded with defaults; every staff edit becomes a ``PlanDefined`` event on this stream."""
 
     stream_type = "Plan"
+    #: The catalogue table (a projection) holds the plan; the stream only records the edits.
+    ignores = (PlanDefined,)
 
     def define(self, plan: Plan, *, current: Plan | None) -> bool:
         """Record ``plan`` unless the catalogue already holds exactly it. Returns whether it changed."""

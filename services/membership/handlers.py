@@ -22,9 +22,11 @@ from services.membership.projections import project_claim_event
 from services.membership.tables import plans
 from services.membership.vault import InjuryDetails, Vault
 from shared.aggregate import InvalidInput
+from shared.contracts import claims as claims_contract
 from shared.contracts.common import Gender, InjurySeverity
 from shared.contracts.membership import LeaveReason, UnionLevel
 from shared.contracts.plans import Plan
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.inbox import Reaction
 from shared.unit_of_work import UnitOfWork
@@ -279,19 +281,19 @@ async def define_plan(uow: UnitOfWork, code: str, plan: Plan) -> Answer:
 # --- reactions to claims.events ---------------------------------------------------------------
 
 
+#: What membership does with each claims event: every one goes onto the member's record. A type
+#: claims adds later is skipped until it is listed here (the dispatch test names it).
+claim_reactions: HandlerTable[Reaction] = HandlerTable("membership.claims")
+
+
+@claim_reactions.on(
+    claims_contract.ClaimFiled,
+    claims_contract.NoCoverageFound,
+    claims_contract.ClaimDocumentsReceived,
+    claims_contract.ClaimApproved,
+    claims_contract.ClaimRejected,
+    claims_contract.ClaimPaid,
+)
 async def record_claim_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
     """A claim filed / decided / paid, or no coverage found: onto the member's record and timeline."""
     await project_claim_event(uow.conn, envelope)
-
-
-CLAIM_REACTIONS: dict[str, Reaction] = {
-    name: record_claim_event
-    for name in (
-        "ClaimFiled",
-        "NoCoverageFound",
-        "ClaimDocumentsReceived",
-        "ClaimApproved",
-        "ClaimRejected",
-        "ClaimPaid",
-    )
-}
