@@ -155,7 +155,7 @@ async def approve(request: Request, claim_id: uuid.UUID, body: ApproveIn, p: Wri
     return await runtime(request).command(
         request,
         p,
-        _lifecycle(lambda uow: handlers.approve(uow, claim_id, body.amount)),
+        _lifecycle(lambda uow: handlers.approve(uow, claim_id, body.amount, runtime(request).clock)),
         status_code=200,
         body=body,
     )
@@ -166,7 +166,9 @@ async def reject(request: Request, claim_id: uuid.UUID, body: RejectIn, p: Write
     return await runtime(request).command(
         request,
         p,
-        _lifecycle(lambda uow: handlers.reject(uow, claim_id, body.reason_code, body.note)),
+        _lifecycle(
+            lambda uow: handlers.reject(uow, claim_id, body.reason_code, body.note, runtime(request).clock)
+        ),
         status_code=200,
         body=body,
     )
@@ -175,7 +177,11 @@ async def reject(request: Request, claim_id: uuid.UUID, body: RejectIn, p: Write
 @router.post("/claims/{claim_id}/pay")
 async def pay(request: Request, claim_id: uuid.UUID, p: Writer) -> JSONResponse:
     return await runtime(request).command(
-        request, p, _lifecycle(lambda uow: handlers.pay(uow, claim_id)), status_code=200, body={}
+        request,
+        p,
+        _lifecycle(lambda uow: handlers.pay(uow, claim_id, runtime(request).clock)),
+        status_code=200,
+        body={},
     )
 
 
@@ -187,7 +193,12 @@ async def file_claim(request: Request, body: IllnessClaimIn, p: Writer) -> JSONR
         p,
         _lifecycle(
             lambda uow: handlers.file_illness_claim(
-                uow, body.member_id, body.plan_code, body.enrollment_id, body.incident_on
+                uow,
+                body.member_id,
+                body.plan_code,
+                body.enrollment_id,
+                body.incident_on,
+                runtime(request).clock,
             )
         ),
         status_code=201,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,6 +23,7 @@ from services.claims.projections import (
     seen_version,
 )
 from shared.aggregate import Aggregate, InvalidInput, NotFound
+from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
 from shared.dispatch import HandlerTable
@@ -31,14 +32,6 @@ from shared.events import DomainEvent
 from shared.inbox import Lock, Reaction
 from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
-
-BEIJING = ZoneInfo("Asia/Shanghai")
-
-
-def today() -> date:
-    """Business dates are Beijing dates."""
-    return datetime.now(BEIJING).date()
-
 
 # --- reacting to membership.events ---------------------------------------------------------------
 
@@ -63,7 +56,21 @@ def coverage_locks(envelope: EventEnvelope) -> list[Lock]:
 #: The reactions of the coverage consumer to ``membership.events``. Each keeps the coverage model
 #: (``apply_membership_event``), then decides what may now be decided. The consumer hands events
 #: over in stream order (never a version twice or out of turn) and holds ``coverage_locks``.
-coverage_reactions: HandlerTable[Reaction] = HandlerTable("claims.coverage")
+#: Each takes the clock that dates the claims it files; ``reactions(clock)`` binds it.
+CoverageReaction = Callable[[UnitOfWork, EventEnvelope, Clock], Awaitable[None]]
+coverage_reactions: HandlerTable[CoverageReaction] = HandlerTable("claims.coverage")
+
+
+def reactions(clock: Clock) -> HandlerTable[Reaction]:
+    """The coverage consumer's table, every reaction bound to ``clock``."""
+
+    def bind(react: CoverageReaction) -> Reaction:
+        async def bound(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+            await react(uow, envelope, clock)
+
+        return bound
+
+    return coverage_reactions.map(bind)
 
 
 def _decoded(envelope: EventEnvelope) -> DomainEvent:
@@ -80,38 +87,38 @@ def _decoded(envelope: EventEnvelope) -> DomainEvent:
     m.PlanEnrolled,
     m.EnrollmentCancelled,
 )
-async def on_member_fact(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+async def on_member_fact(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
     """A fact about a member (or a union): into coverage; a member-stream version may release
     parked reports."""
     await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
     member_id = _member_in(envelope)
     if member_id is not None and envelope.aggregate_id == str(member_id):
-        await _advance(uow, member_id, envelope.aggregate_version)
+        await _advance(uow, member_id, envelope.aggregate_version, clock)
 
 
 @coverage_reactions.on(m.InjuryReported)
-async def on_injury_report(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+async def on_injury_report(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
     event = _decoded(envelope)
     assert isinstance(event, m.InjuryReported)
     await apply_membership_event(uow.conn, event, envelope.aggregate_version)
-    await on_injury_reported(uow, event, envelope)
+    await on_injury_reported(uow, event, envelope, clock)
 
 
 @coverage_reactions.on(m.PlanDefined)
-async def on_plan_defined(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+async def on_plan_defined(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
     """A catalogue edit: into coverage's plans; reports waiting for it may now be decided."""
     await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
     uow.memo.pop(_CATALOGUE, None)
-    await decide_pending_reports(uow)
+    await decide_pending_reports(uow, clock)
 
 
 @coverage_reactions.unregistered
-async def on_newer_member_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+async def on_newer_member_event(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
     """A type added upstream after this release: nothing to apply, but on a Member stream it is
     still a version of the member's stream, and reports may be waiting for exactly that version."""
     member_id = _member_in(envelope)
     if member_id is not None and envelope.aggregate_type == "Member":
-        await _advance(uow, member_id, envelope.aggregate_version)
+        await _advance(uow, member_id, envelope.aggregate_version, clock)
 
 
 def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
@@ -126,12 +133,14 @@ def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
         return None
 
 
-async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:
+async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int, clock: Clock) -> None:
     await note_member_version(uow.conn, member_id, version)
-    await decide_pending_reports(uow, member_id)
+    await decide_pending_reports(uow, clock, member_id)
 
 
-async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:
+async def on_injury_reported(
+    uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope, clock: Clock
+) -> None:
     """Decide now if this service knows everything the report was made against; else park it.
 
     The report names the member-stream version and each edited plan's version it was made at.
@@ -140,7 +149,7 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
     """
     known = domain.Knowledge(await seen_version(uow.conn, event.member_id), (await _catalogue(uow)).versions)
     if known.covers(_needed(event)):
-        await decide(uow, _injury(event))
+        await decide(uow, _injury(event), clock)
         return
     await uow.conn.execute(
         pg_insert(t.pending_reports)
@@ -160,7 +169,7 @@ def _needed(event: m.InjuryReported) -> domain.Knowledge:
     return domain.Knowledge(event.member_version, event.plan_versions)
 
 
-async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = None) -> None:
+async def decide_pending_reports(uow: UnitOfWork, clock: Clock, member_id: uuid.UUID | None = None) -> None:
     """Decide the parked reports (of one member, or of everybody after a plan change) whose member
     and plan versions this service has now caught up with."""
     pending = t.pending_reports
@@ -186,11 +195,11 @@ async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = 
     for injury, correlation_id, causation_id in sorted(rows, key=lambda r: str(r[0]["report_id"])):
         # The claims belong to the report's flow and are caused by it, not by this member event.
         uow.correlation_id, uow.causation_id = correlation_id, causation_id
-        await decide(uow, _injury(m.InjuryReported.model_validate(injury)))
+        await decide(uow, _injury(m.InjuryReported.model_validate(injury)), clock)
     uow.correlation_id, uow.causation_id = upstream
 
 
-async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck | None:
+async def decide(uow: UnitOfWork, injury: domain.Injury, clock: Clock) -> domain.EntitlementCheck | None:
     """File every claim the injury entitles the member to, or record that there is none.
 
     One decision per report, whatever path leads here again (redelivery, a replay into a fresh
@@ -208,6 +217,7 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
         decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
         await uow.save(decision)
         return check
+    today = clock()
     claims: list[Aggregate] = []
     for ent in check.entitlements:
         claim = domain.Claim(str(ent.claim_id))
@@ -219,7 +229,7 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
             report_id=injury.report_id,
             required=ent.required_documents,
             incident_on=injury.occurred_on,
-            today=today(),
+            today=today,
         )
         claims.append(claim)
     await uow.save_all(claims)
@@ -305,31 +315,36 @@ async def receive_documents(uow: UnitOfWork, claim_id: uuid.UUID, documents: lis
     return claim
 
 
-async def approve(uow: UnitOfWork, claim_id: uuid.UUID, amount: Decimal) -> domain.Claim:
+async def approve(uow: UnitOfWork, claim_id: uuid.UUID, amount: Decimal, clock: Clock) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.approve(amount, await limit_for(uow, claim), today())
+    claim.approve(amount, await limit_for(uow, claim), clock())
     await uow.save(claim)
     return claim
 
 
 async def reject(
-    uow: UnitOfWork, claim_id: uuid.UUID, reason: domain.RejectionReason, note: str | None
+    uow: UnitOfWork, claim_id: uuid.UUID, reason: domain.RejectionReason, note: str | None, clock: Clock
 ) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.reject(reason, note, today())
+    claim.reject(reason, note, clock())
     await uow.save(claim)
     return claim
 
 
-async def pay(uow: UnitOfWork, claim_id: uuid.UUID) -> domain.Claim:
+async def pay(uow: UnitOfWork, claim_id: uuid.UUID, clock: Clock) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.pay(today())
+    claim.pay(clock())
     await uow.save(claim)
     return claim
 
 
 async def file_illness_claim(
-    uow: UnitOfWork, member_id: uuid.UUID, plan_code: str, enrollment_id: uuid.UUID, incident_on: date
+    uow: UnitOfWork,
+    member_id: uuid.UUID,
+    plan_code: str,
+    enrollment_id: uuid.UUID,
+    incident_on: date,
+    clock: Clock,
 ) -> domain.Claim:
     """Staff file illness/hospitalisation claims; inside a waiting period the claim is filed and
     rejected at once with the coded reason, so the member's record shows why."""
@@ -339,7 +354,8 @@ async def file_illness_claim(
     enrollment = await _enrollment(uow, enrollment_id)
     if enrollment is not None and (await _member_of(uow, enrollment_id)) != member_id:
         enrollment = None
-    if incident_on > today():
+    today = clock()
+    if incident_on > today:
         raise InvalidInput("the incident date is in the future", field="incident_on")
     limit = domain.illness_claim_check(plan, enrollment, incident_on)
     claim = await uow.load(domain.Claim, str(domain.illness_claim_id(enrollment_id, incident_on)))
@@ -351,10 +367,10 @@ async def file_illness_claim(
         report_id=None,
         required=domain.required_documents(plan.claim_kind),
         incident_on=incident_on,
-        today=today(),
+        today=today,
     )
     if limit.amount == 0:
-        claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today())
+        claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today)
     await uow.save(claim)
     return claim
 
