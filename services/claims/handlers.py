@@ -1,17 +1,19 @@
-"""Use cases of the claims service: each loads state, lets the domain decide, and saves."""
+"""Use cases of the claims service: each loads state, lets the domain decide, and saves.
+
+The reactions to ``membership.events`` (the coverage consumer) and the staff commands. Reads
+a rule needs are ``views`` (enrolment facts) or the coverage model's loaders (``projections``).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from services.claims import domain
+from services.claims import domain, views
 from services.claims import tables as t
 from services.claims.projections import (
     apply_membership_event,
@@ -22,6 +24,7 @@ from services.claims.projections import (
     report_decided,
     seen_version,
 )
+from services.claims.schemas import ApproveIn, DocumentsIn, IllnessClaimIn, RejectIn
 from shared.aggregate import Aggregate, InvalidInput, NotFound
 from shared.clock import Clock
 from shared.contracts import membership as m
@@ -261,6 +264,7 @@ def _injury(e: m.InjuryReported) -> domain.Injury:
 
 
 # --- staff commands ------------------------------------------------------------------------------
+# Each takes ``(uow, command, clock, ...)`` and returns the claim; ``views.claim_answer`` shapes it.
 
 
 async def _plan(uow: UnitOfWork, code: str) -> Plan:
@@ -270,36 +274,10 @@ async def _plan(uow: UnitOfWork, code: str) -> Plan:
     return plan
 
 
-async def _enrollment(uow: UnitOfWork, enrollment_id: uuid.UUID | None) -> domain.EnrollmentFact | None:
-    if enrollment_id is None:
-        return None
-    row = (
-        (
-            await uow.conn.execute(
-                sa.select(t.coverage_enrollments).where(
-                    t.coverage_enrollments.c.enrollment_id == enrollment_id
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    return domain.EnrollmentFact(
-        row["enrollment_id"],
-        row["plan_code"],
-        row["shares"],
-        row["starts_on"],
-        row["ends_on"],
-        row["cancelled_on"],
-    )
-
-
 async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit:
     s = claim.state
     assert s.incident_on is not None
-    enrollment = await _enrollment(uow, s.enrollment_id)
+    enrollment = await views.enrollment_fact(uow.conn, s.enrollment_id)
     return domain.benefit_limit(
         await _plan(uow, s.plan_code),
         enrollment.shares if enrollment else 1,
@@ -308,83 +286,65 @@ async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit
     )
 
 
-async def receive_documents(uow: UnitOfWork, claim_id: uuid.UUID, documents: list[str]) -> domain.Claim:
+async def receive_documents(uow: UnitOfWork, command: DocumentsIn, *, claim_id: uuid.UUID) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.receive_documents(documents)
+    claim.receive_documents(list(command.documents))
     await uow.save(claim)
     return claim
 
 
-async def approve(uow: UnitOfWork, claim_id: uuid.UUID, amount: Decimal, clock: Clock) -> domain.Claim:
+async def approve(uow: UnitOfWork, command: ApproveIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.approve(amount, await limit_for(uow, claim), clock())
+    claim.approve(command.amount, await limit_for(uow, claim), clock())
     await uow.save(claim)
     return claim
 
 
-async def reject(
-    uow: UnitOfWork, claim_id: uuid.UUID, reason: domain.RejectionReason, note: str | None, clock: Clock
-) -> domain.Claim:
+async def reject(uow: UnitOfWork, command: RejectIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.reject(reason, note, clock())
+    claim.reject(command.reason_code, command.note, clock())
     await uow.save(claim)
     return claim
 
 
-async def pay(uow: UnitOfWork, claim_id: uuid.UUID, clock: Clock) -> domain.Claim:
+async def pay(uow: UnitOfWork, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
+    """Pay the approved amount (the command has no body: the claim says what is owed)."""
     claim = await uow.get(domain.Claim, str(claim_id), "claim")
     claim.pay(clock())
     await uow.save(claim)
     return claim
 
 
-async def file_illness_claim(
-    uow: UnitOfWork,
-    member_id: uuid.UUID,
-    plan_code: str,
-    enrollment_id: uuid.UUID,
-    incident_on: date,
-    clock: Clock,
-) -> domain.Claim:
+async def file_illness_claim(uow: UnitOfWork, command: IllnessClaimIn, clock: Clock) -> domain.Claim:
     """Staff file illness/hospitalisation claims; inside a waiting period the claim is filed and
     rejected at once with the coded reason, so the member's record shows why."""
-    plan = (await load_plans(uow.conn)).get(plan_code)
+    plan = (await load_plans(uow.conn)).get(command.plan_code)
     if plan is None:
-        raise InvalidInput(f"unknown plan {plan_code}", field="plan_code")
-    enrollment = await _enrollment(uow, enrollment_id)
-    if enrollment is not None and (await _member_of(uow, enrollment_id)) != member_id:
+        raise InvalidInput(f"unknown plan {command.plan_code}", field="plan_code")
+    enrollment = await views.enrollment_fact(uow.conn, command.enrollment_id)
+    if (
+        enrollment is not None
+        and (await views.enrollment_member(uow.conn, command.enrollment_id)) != command.member_id
+    ):
         enrollment = None
     today = clock()
-    if incident_on > today:
+    if command.incident_on > today:
         raise InvalidInput("the incident date is in the future", field="incident_on")
-    limit = domain.illness_claim_check(plan, enrollment, incident_on)
-    claim = await uow.load(domain.Claim, str(domain.illness_claim_id(enrollment_id, incident_on)))
+    limit = domain.illness_claim_check(plan, enrollment, command.incident_on)
+    claim = await uow.load(
+        domain.Claim, str(domain.illness_claim_id(command.enrollment_id, command.incident_on))
+    )
     claim.file(
-        member_id=member_id,
-        plan_code=plan_code,
+        member_id=command.member_id,
+        plan_code=command.plan_code,
         benefit=plan.benefit,
-        enrollment_id=enrollment_id,
+        enrollment_id=command.enrollment_id,
         report_id=None,
         required=domain.required_documents(plan.claim_kind),
-        incident_on=incident_on,
+        incident_on=command.incident_on,
         today=today,
     )
     if limit.amount == 0:
         claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today)
     await uow.save(claim)
     return claim
-
-
-async def _member_of(uow: UnitOfWork, enrollment_id: uuid.UUID) -> uuid.UUID | None:
-    return await uow.conn.scalar(
-        sa.select(t.coverage_enrollments.c.member_id).where(
-            t.coverage_enrollments.c.enrollment_id == enrollment_id
-        )
-    )
-
-
-async def check_entitlements(
-    uow: UnitOfWork, member_id: uuid.UUID, on: date, work_related: bool
-) -> domain.EntitlementCheck:
-    injury = domain.Injury(uuid.UUID(int=0), member_id, on, work_related)
-    return domain.entitlements(injury, await load_coverage(uow.conn, member_id), await load_plans(uow.conn))

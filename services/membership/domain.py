@@ -563,6 +563,8 @@ class InjuryReport(Aggregate):
         super().__init__(aggregate_id)
         self.member_id = ""
         self.occurred_on = EARLIEST_DATE
+        #: The member stream's version the report was made at.
+        self.member_version = 0
 
     def report(
         self,
@@ -609,6 +611,7 @@ class InjuryReport(Aggregate):
     @applies(InjuryReported)
     def _on_InjuryReported(self, e: InjuryReported) -> None:
         self.member_id, self.occurred_on = str(e.member_id), e.occurred_on
+        self.member_version = e.member_version
 
 
 # --- Plan catalogue ---------------------------------------------------------------------------
