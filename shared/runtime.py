@@ -41,7 +41,7 @@ from shared.metrics import ServiceMetrics, instrument_http
 from shared.migrations import upgrade_to_head
 from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
-from shared.settings import CommonSettings, Mode
+from shared.settings import CommonSettings, Mode, ServiceSettings
 from shared.tables import idempotency_keys
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
@@ -71,7 +71,7 @@ class Subscription:
 @dataclass
 class ServiceRuntime:
     name: str
-    settings: Any  # a CommonSettings subclass with database_url, topic, host, port
+    settings: ServiceSettings
     registry: EventRegistry
     migrations: Path
     projections: tuple[InlineProjection, ...] = ()

@@ -13,12 +13,19 @@ from shared.clock import Clock, beijing_today
 from shared.contracts import claims as contract
 from shared.contracts import membership
 from shared.runtime import ServiceRuntime
-from shared.settings import service_settings
+from shared.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class ClaimsSettings(service_settings("claims", 8002)):  # type: ignore[misc]
+class ClaimsSettings(ServiceSettings):
+    """Environment: CLAIMS_DATABASE_URL, CLAIMS_DATABASE_PASSWORD, CLAIMS_HOST, CLAIMS_PORT (8002),
+    CLAIMS_TOPIC (claims.events), CLAIMS_MEMBERSHIP_TOPIC (membership.events), and the common
+    KAFKA_BOOTSTRAP_SERVERS and UNION_* ones."""
+
+    service = "claims"
+    default_port = 8002
+
     membership_topic: str = Field(default=membership.TOPIC, validation_alias="CLAIMS_MEMBERSHIP_TOPIC")
 
 
