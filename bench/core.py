@@ -39,7 +39,7 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.aggregate import Aggregate
+from shared.aggregate import Aggregate, applies
 from shared.events import DomainEvent, EventRegistry
 from shared.eventstore import EventStore
 from shared.kafka import ensure_topics
@@ -78,7 +78,7 @@ class Counted(DomainEvent):
 registry = EventRegistry([Counted])
 
 
-class Counter(Aggregate):
+class Counter(Aggregate[str]):
     """Mirror of tests/integration/core/sample.py's Counter, with a padding field for realism."""
 
     stream_type = "Counter"
@@ -90,7 +90,8 @@ class Counter(Aggregate):
     def count(self, n: int, note: str) -> None:
         self._raise(Counted(n=n, note=note))
 
-    def _on_Counted(self, event: Counted) -> None:
+    @applies(Counted)
+    def _counted(self, event: Counted) -> None:
         self.total += event.n
 
 

@@ -8,8 +8,9 @@ programming error and raises instead of being skipped.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from shared.events import DomainEvent
 
@@ -60,7 +61,13 @@ def applies(*event_types: type[DomainEvent]) -> Callable[[F], F]:
     return mark
 
 
-class Aggregate:
+#: What identifies an aggregate: a UUID for most, a code for some (a catalogue plan).
+Id = TypeVar("Id", uuid.UUID, str)
+
+
+class Aggregate(Generic[Id]):
+    """``id`` is typed (``Aggregate[uuid.UUID]``); ``stream_id`` is its text, for the store."""
+
     stream_type: ClassVar[str]
     #: Event types of this stream that change no state.
     ignores: ClassVar[tuple[type[DomainEvent], ...]] = ()
@@ -80,17 +87,21 @@ class Aggregate:
         """Every event type this aggregate applies or deliberately ignores."""
         return set(cls._appliers) | set(cls.ignores)
 
-    def __init__(self, aggregate_id: str) -> None:
-        self.id = aggregate_id
+    def __init__(self, aggregate_id: Id) -> None:
+        self.id: Id = aggregate_id
         self.version = 0
         self._pending: list[DomainEvent] = []
 
     @classmethod
-    def rehydrate(cls, aggregate_id: str, history: Iterable[DomainEvent]) -> Self:
+    def rehydrate(cls, aggregate_id: Id, history: Iterable[DomainEvent]) -> Self:
         agg = cls(aggregate_id)
         for event in history:
             agg._apply(event)
         return agg
+
+    @property
+    def stream_id(self) -> str:
+        return str(self.id)
 
     @property
     def exists(self) -> bool:

@@ -216,14 +216,14 @@ async def decide(uow: UnitOfWork, injury: domain.Injury, clock: Clock) -> domain
     # derive from the report, and the member lock keeps a second decider out): no need to load
     # them. Were that ever wrong, the append would conflict rather than file anything twice.
     if not check.entitlements:
-        decision = domain.ReportDecision(str(injury.report_id))
+        decision = domain.ReportDecision(injury.report_id)
         decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
         await uow.save(decision)
         return check
     today = clock()
-    claims: list[Aggregate] = []
+    claims: list[Aggregate[uuid.UUID]] = []
     for ent in check.entitlements:
-        claim = domain.Claim(str(ent.claim_id))
+        claim = domain.Claim(ent.claim_id)
         claim.file(
             member_id=injury.member_id,
             plan_code=ent.plan_code,
@@ -287,21 +287,21 @@ async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit
 
 
 async def receive_documents(uow: UnitOfWork, command: DocumentsIn, *, claim_id: uuid.UUID) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim = await uow.get(domain.Claim, claim_id, "claim")
     claim.receive_documents(list(command.documents))
     await uow.save(claim)
     return claim
 
 
 async def approve(uow: UnitOfWork, command: ApproveIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim = await uow.get(domain.Claim, claim_id, "claim")
     claim.approve(command.amount, await limit_for(uow, claim), clock())
     await uow.save(claim)
     return claim
 
 
 async def reject(uow: UnitOfWork, command: RejectIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim = await uow.get(domain.Claim, claim_id, "claim")
     claim.reject(command.reason_code, command.note, clock())
     await uow.save(claim)
     return claim
@@ -309,7 +309,7 @@ async def reject(uow: UnitOfWork, command: RejectIn, clock: Clock, *, claim_id: 
 
 async def pay(uow: UnitOfWork, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
     """Pay the approved amount (the command has no body: the claim says what is owed)."""
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
+    claim = await uow.get(domain.Claim, claim_id, "claim")
     claim.pay(clock())
     await uow.save(claim)
     return claim
@@ -331,9 +331,7 @@ async def file_illness_claim(uow: UnitOfWork, command: IllnessClaimIn, clock: Cl
     if command.incident_on > today:
         raise InvalidInput("the incident date is in the future", field="incident_on")
     limit = domain.illness_claim_check(plan, enrollment, command.incident_on)
-    claim = await uow.load(
-        domain.Claim, str(domain.illness_claim_id(command.enrollment_id, command.incident_on))
-    )
+    claim = await uow.load(domain.Claim, domain.illness_claim_id(command.enrollment_id, command.incident_on))
     claim.file(
         member_id=command.member_id,
         plan_code=command.plan_code,

@@ -53,7 +53,7 @@ async def claim(conn: AsyncConnection, claim_id: uuid.UUID) -> JSON:
 
 async def claim_answer(conn: AsyncConnection, result: domain.Claim) -> JSON:
     """The answer of a lifecycle command: the claim's row, as its own transaction projected it."""
-    return await claim(conn, uuid.UUID(result.id))
+    return await claim(conn, result.id)
 
 
 async def claim_with_history(conn: AsyncConnection, store: EventStore, claim_id: uuid.UUID) -> JSON:

@@ -39,8 +39,8 @@ from shared.inbox import Reaction
 from shared.unit_of_work import UnitOfWork
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
+def _new_id() -> uuid.UUID:
+    return uuid.uuid4()
 
 
 # --- unions -----------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def _new_id() -> str:
 
 async def register_union(uow: UnitOfWork, command: UnionIn) -> Union:
     union = Union(_new_id())
-    parent = await uow.load(Union, str(command.parent_id)) if command.parent_id else None
+    parent = await uow.load(Union, command.parent_id) if command.parent_id else None
     union.register(name=command.name, level=command.level, parent=parent)
     await uow.save(union)
     return union
@@ -63,7 +63,7 @@ async def join_member(uow: UnitOfWork, command: MemberIn, clock: Clock, *, vault
     phone = domain.parse_phone(command.phone) if command.phone and command.phone.strip() else None
     member = Member(_new_id())
     member.join(
-        union=await uow.load(Union, str(command.union_id)),
+        union=await uow.load(Union, command.union_id),
         full_name=command.full_name,
         gender=command.gender,
         birth_date=command.birth_date,
@@ -71,7 +71,7 @@ async def join_member(uow: UnitOfWork, command: MemberIn, clock: Clock, *, vault
         employer=command.employer,
         today=today,
     )
-    await vault.record_identity(uow.conn, member.id, national_id, phone)
+    await vault.record_identity(uow.conn, str(member.id), national_id, phone)
     await uow.save(member)
     return member
 
@@ -80,9 +80,9 @@ async def transfer_member(
     uow: UnitOfWork, command: TransferIn, clock: Clock, *, member_id: uuid.UUID
 ) -> Member:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     member.transfer(
-        to_union=await uow.load(Union, str(command.to_union_id)),
+        to_union=await uow.load(Union, command.to_union_id),
         transferred_on=command.transferred_on or today,
         today=today,
     )
@@ -92,7 +92,7 @@ async def transfer_member(
 
 async def leave(uow: UnitOfWork, command: LeaveIn, clock: Clock, *, member_id: uuid.UUID) -> Member:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     member.leave(reason=command.reason, left_on=command.left_on or today, today=today)
     await uow.save(member)
     return member
@@ -105,10 +105,10 @@ async def issue_card(
     uow: UnitOfWork, command: CardIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
 ) -> Member:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     number = domain.parse_card_number(command.card_number)
     member.issue_card(card_number=number, issued_on=command.issued_on or today, today=today)
-    await vault.record_card_number(uow.conn, member.id, number)
+    await vault.record_card_number(uow.conn, str(member.id), number)
     await uow.save(member)
     return member
 
@@ -117,7 +117,7 @@ async def cancel_card(
     uow: UnitOfWork, command: CardCancelIn, clock: Clock, *, member_id: uuid.UUID
 ) -> Member:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     member.cancel_card(
         cancelled_on=command.cancelled_on or today, today=today, reason=command.reason or "cancelled"
     )
@@ -129,18 +129,18 @@ async def replace_card(
     uow: UnitOfWork, command: CardReplaceIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
 ) -> Member:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     number = domain.parse_card_number(command.card_number)
     active = member.active_card
     same = (
         active is not None
         and active.last4 == number[-4:]
-        and await vault.card_number_owner(uow.conn, number) == member.id
+        and await vault.card_number_owner(uow.conn, number) == str(member.id)
     )
     member.replace_card(
         card_number=number, replaced_on=command.replaced_on or today, today=today, same_as_active=same
     )
-    await vault.record_card_number(uow.conn, member.id, number)
+    await vault.record_card_number(uow.conn, str(member.id), number)
     await uow.save(member)
     return member
 
@@ -149,7 +149,7 @@ async def replace_card(
 
 
 async def enroll(uow: UnitOfWork, command: EnrollmentIn, clock: Clock, *, member_id: uuid.UUID) -> Enrollment:
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     plan = await views.plan_by_code(uow.conn, command.plan_code)
     if plan is None:
         raise InvalidInput(
@@ -177,9 +177,9 @@ async def cancel_enrollment(
     enrollment_id: uuid.UUID,
 ) -> Enrollment:
     today = clock()
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     enrollment = member.cancel_enrollment(
-        enrollment_id=str(enrollment_id),
+        enrollment_id=enrollment_id,
         cancelled_on=command.cancelled_on or today,
         today=today,
         reason=command.reason or "cancelled",
@@ -194,7 +194,7 @@ async def cancel_enrollment(
 async def report_injury(
     uow: UnitOfWork, command: InjuryReportIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
 ) -> InjuryReport:
-    member = await uow.get(Member, str(member_id), "member")
+    member = await uow.get(Member, member_id, "member")
     report = InjuryReport(_new_id())
     report.report(
         member=member,
@@ -206,7 +206,7 @@ async def report_injury(
         plan_versions=await views.plan_versions(uow.conn),
     )
     details = InjuryDetails(command.description, command.diagnosis, command.hospital)
-    await vault.record_injury_details(uow.conn, report.id, member.id, details)
+    await vault.record_injury_details(uow.conn, str(report.id), str(member.id), details)
     await uow.save(report)
     return report
 

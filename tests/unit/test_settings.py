@@ -109,11 +109,11 @@ def test_each_service_reads_its_own_prefixed_variables(monkeypatch: pytest.Monke
     monkeypatch.setenv("MEMBERSHIP_DATABASE_URL", REAL_DB)
     monkeypatch.setenv("MEMBERSHIP_DATABASE_PASSWORD", "p@ss/word")
     monkeypatch.setenv("MEMBERSHIP_CLAIMS_TOPIC", "c.topic")
-    monkeypatch.setenv("CLAIMS_HOST", "0.0.0.0")
+    monkeypatch.setenv("CLAIMS_HOST", "10.0.0.5")
     monkeypatch.setenv("CLAIMS_MEMBERSHIP_TOPIC", "m.topic")
     m = MembershipSettings()
     assert (m.port, m.topic, m.claims_topic, m.host) == (9101, "m.topic", "c.topic", "127.0.0.1")
     assert m.database_url == "postgresql+asyncpg://claims:p%40ss%2Fword@db:5432/claims"
     c = Settings()
-    assert (c.port, c.host, c.membership_topic, c.topic) == (8002, "0.0.0.0", "m.topic", "claims.events")
+    assert (c.port, c.host, c.membership_topic, c.topic) == (8002, "10.0.0.5", "m.topic", "claims.events")
     assert "claims-local" in c.database_url
