@@ -22,7 +22,7 @@ from services.claims.domain import CardSpell, EnrollmentFact, MemberCoverage
 from shared.contracts import claims as c
 from shared.contracts import membership as m
 from shared.contracts.claims import registry as claims_registry
-from shared.contracts.plans import DEFAULT_PLANS, Plan
+from shared.contracts.plans import Plan
 from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
@@ -308,7 +308,3 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
 async def load_plans(conn: AsyncConnection) -> dict[str, Plan]:
     rows = await conn.execute(sa.select(t.plans.c.body))
     return {p.code: p for p in (Plan.model_validate(r[0]) for r in rows)}
-
-
-def default_plan_rows() -> list[dict[str, object]]:
-    return [{"code": p.code, "body": p.model_dump(mode="json")} for p in DEFAULT_PLANS]
