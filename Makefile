@@ -38,15 +38,18 @@ status:
 
 test: infra node-tools
 	@$(PY) -m ruff check .
-	@$(PY) -m mypy shared services
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
 	@$(PY) -m pytest
 
 test-unit: venv node-tools
 	@$(PY) -m pytest tests/unit
 
+# The same checks as .pre-commit-config.yaml.
 lint: venv
 	@$(PY) -m ruff check .
-	@$(PY) -m mypy shared services
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
 
 bench: bench-core bench-store bench-e2e
 

@@ -1,1 +1,2 @@
-"""The four services; each runs as its own process (`python -m services.<name>`)."""
+"""The services that exist: membership and claims; each runs as its own process
+(`python -m services.<name>`). A new service copies their shape (docs/CONVENTIONS.md)."""

@@ -8,8 +8,9 @@ programming error and raises instead of being skipped.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from shared.events import DomainEvent
 
@@ -42,6 +43,11 @@ class NotFound(DomainError):
     status = 404
 
 
+class UnaccountedEvent(TypeError):
+    """An aggregate met an event type it neither applies nor ignores: a programming error (a
+    handler forgotten or marked for the wrong class), never skipped silently."""
+
+
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -55,7 +61,13 @@ def applies(*event_types: type[DomainEvent]) -> Callable[[F], F]:
     return mark
 
 
-class Aggregate:
+#: What identifies an aggregate: a UUID for most, a code for some (a catalogue plan).
+Id = TypeVar("Id", uuid.UUID, str)
+
+
+class Aggregate(Generic[Id]):
+    """``id`` is typed (``Aggregate[uuid.UUID]``); ``stream_id`` is its text, for the store."""
+
     stream_type: ClassVar[str]
     #: Event types of this stream that change no state.
     ignores: ClassVar[tuple[type[DomainEvent], ...]] = ()
@@ -75,17 +87,21 @@ class Aggregate:
         """Every event type this aggregate applies or deliberately ignores."""
         return set(cls._appliers) | set(cls.ignores)
 
-    def __init__(self, aggregate_id: str) -> None:
-        self.id = aggregate_id
+    def __init__(self, aggregate_id: Id) -> None:
+        self.id: Id = aggregate_id
         self.version = 0
         self._pending: list[DomainEvent] = []
 
     @classmethod
-    def rehydrate(cls, aggregate_id: str, history: Iterable[DomainEvent]) -> Self:
+    def rehydrate(cls, aggregate_id: Id, history: Iterable[DomainEvent]) -> Self:
         agg = cls(aggregate_id)
         for event in history:
             agg._apply(event)
         return agg
+
+    @property
+    def stream_id(self) -> str:
+        return str(self.id)
 
     @property
     def exists(self) -> bool:
@@ -114,7 +130,7 @@ class Aggregate:
             return
         if type(event) in self.ignores:
             return
-        # TRANSITION: aggregates not yet moved to @applies still name methods _on_<EventType>.
-        legacy = getattr(self, f"_on_{event.event_type}", None)
-        if legacy is not None:
-            legacy(event)
+        raise UnaccountedEvent(
+            f"{type(self).__name__} neither applies nor ignores {event.event_type}: "
+            f"mark a method @applies({type(event).__name__}) or list it in {type(self).__name__}.ignores"
+        )

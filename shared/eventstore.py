@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.envelope import EventEnvelope, utcnow
 from shared.events import DomainEvent, EventRegistry
-from shared.tables import events, snapshots
+from shared.tables import events
 
 #: One statement for every batch size, so it is prepared once and cached by SQLAlchemy and asyncpg
 #: (a multi-row VALUES insert is recompiled on every call: measured at 1.7 ms for one row).
@@ -87,13 +87,6 @@ class DuplicateEventError(Exception):
 class StoredEvent:
     position: int
     envelope: EventEnvelope
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    stream_id: str
-    version: int
-    state: dict[str, Any]
 
 
 class EventStore:
@@ -205,29 +198,6 @@ class EventStore:
 
     def decode(self, envelope: EventEnvelope) -> DomainEvent:
         return self.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
-
-    async def save_snapshot(self, conn: AsyncConnection, snapshot: Snapshot) -> None:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(snapshots).values(
-            stream_id=snapshot.stream_id, version=snapshot.version, state=snapshot.state
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[snapshots.c.stream_id],
-            set_={"version": stmt.excluded.version, "state": stmt.excluded.state},
-            where=snapshots.c.version < stmt.excluded.version,
-        )
-        await conn.execute(stmt)
-
-    async def load_snapshot(self, conn: AsyncConnection, stream_id: str) -> Snapshot | None:
-        row = (
-            (await conn.execute(sa.select(snapshots).where(snapshots.c.stream_id == stream_id)))
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        return Snapshot(row["stream_id"], row["version"], dict(row["state"]))
 
     def _envelope(self, row: sa.RowMapping, *, upcast: bool = True) -> EventEnvelope:
         """Rows come back lifted to the current schema version of their type (if known)."""

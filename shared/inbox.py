@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.locks import LockSpace
@@ -234,18 +235,24 @@ class InboxConsumer:
         name: str,
         engine: AsyncEngine,
         store: EventStore,
-        reactions: Mapping[str, Reaction],
+        reactions: Mapping[str, Reaction] | HandlerTable[Reaction],
         *,
-        fallback: Reaction | None = None,
         projections: tuple[InlineProjection, ...] = (),
         locks: LockPlan | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
         self.store = store
-        self.reactions = dict(reactions)
-        #: Runs for event types without a reaction of their own (e.g. types added upstream later).
-        self.fallback = fallback
+        #: Runs for event types the table's registry does not know (types added upstream later),
+        #: when the table names one (``@table.unregistered``); otherwise they are skipped.
+        self.unregistered: Reaction | None = None
+        if isinstance(reactions, HandlerTable):
+            self.reactions = reactions.by_name()
+            self.unregistered = reactions.unregistered_handler
+            self.ignored = reactions.ignored_names()
+        else:
+            self.reactions = dict(reactions)
+            self.ignored = set()
         self.projections = projections
         self.locks = locks
 
@@ -358,7 +365,9 @@ class InboxConsumer:
         return True
 
     async def _react(self, uow: UnitOfWork, envelope: EventEnvelope) -> Outcome:
-        reaction = self.reactions.get(envelope.event_type, self.fallback)
+        reaction = self.reactions.get(envelope.event_type)
+        if reaction is None and envelope.event_type not in self.ignored:
+            reaction = self.unregistered
         if reaction is None:
             return Outcome.SKIPPED
         # What the reaction appends belongs to the upstream event's flow and is caused by it.

@@ -24,8 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.auth import Principal, TokenAuthority
+from shared.clock import Clock, beijing_today
 from shared.consumer import KafkaConsumerLoop
 from shared.crypto import FieldCipher
+from shared.dispatch import HandlerTable
 from shared.edge import EdgeMiddleware, refuse_nul_in_path_params
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
@@ -39,7 +41,7 @@ from shared.metrics import ServiceMetrics, instrument_http
 from shared.migrations import upgrade_to_head
 from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
-from shared.settings import CommonSettings, Mode
+from shared.settings import CommonSettings, Mode, ServiceSettings
 from shared.tables import idempotency_keys
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
@@ -69,12 +71,14 @@ class Subscription:
 @dataclass
 class ServiceRuntime:
     name: str
-    settings: Any  # a CommonSettings subclass with database_url, topic, host, port
+    settings: ServiceSettings
     registry: EventRegistry
     migrations: Path
     projections: tuple[InlineProjection, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
     run_relay: bool = True
+    #: The business date every command and reaction is judged against (tests pass ``fixed``).
+    clock: Clock = beijing_today
 
     def __post_init__(self) -> None:
         # UNION_RELAY_ENABLED=false: change data capture (Debezium) publishes instead.
@@ -122,9 +126,8 @@ class ServiceRuntime:
     def consumer(
         self,
         name: str,
-        reactions: Mapping[str, Reaction],
+        reactions: Mapping[str, Reaction] | HandlerTable[Reaction],
         *,
-        fallback: Reaction | None = None,
         locks: LockPlan | None = None,
         projections: tuple[InlineProjection, ...] = (),
     ) -> InboxConsumer:
@@ -133,7 +136,6 @@ class ServiceRuntime:
             self.engine,
             self.store,
             reactions,
-            fallback=fallback,
             locks=locks,
             projections=projections or self.projections,
         )

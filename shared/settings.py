@@ -6,9 +6,10 @@ import base64
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -173,33 +174,60 @@ class CommonSettings(BaseSettings):
         return []
 
 
-def service_settings(service: str, default_port: int) -> type[CommonSettings]:
-    """A settings class with ``<SERVICE>_DATABASE_URL`` and ``<SERVICE>_PORT``."""
-    prefix = service.upper()
-    default_url = (
-        f"postgresql+asyncpg://{service}:{service}{LOCAL_DB_PASSWORD_SUFFIX}@127.0.0.1:5432/{service}"
-    )
+class ServiceSettings(CommonSettings):
+    """The settings of one service: the common ones plus ``<SERVICE>_DATABASE_URL``,
+    ``<SERVICE>_DATABASE_PASSWORD``, ``<SERVICE>_PORT``, ``<SERVICE>_HOST`` and ``<SERVICE>_TOPIC``.
 
-    class ServiceSettings(CommonSettings):
-        database_url: str = Field(default=default_url, validation_alias=f"{prefix}_DATABASE_URL", repr=False)
-        #: Set, it replaces the URL's password; the URL is then rendered with it percent-encoded,
-        #: so a generated password with "@", "/", "%"... works without the operator encoding it.
-        database_password: str = Field(default="", validation_alias=f"{prefix}_DATABASE_PASSWORD", repr=False)
-        port: int = Field(default=default_port, validation_alias=f"{prefix}_PORT")
-        host: str = Field(default="127.0.0.1", validation_alias=f"{prefix}_HOST")
-        topic: str = Field(default=f"{service}.events", validation_alias=f"{prefix}_TOPIC")
+    A service subclasses it naming itself and its port::
 
-        @model_validator(mode="after")
-        def _password_into_url(self) -> Self:
-            if self.database_password:
-                url = make_url(self.database_url).set(password=self.database_password)
-                self.database_url = url.render_as_string(hide_password=False)
-            return self
+        class ClaimsSettings(ServiceSettings):
+            service = "claims"
+            default_port = 8002
 
-        def _production_problems(self) -> list[str]:
-            if LOCAL_DB_PASSWORD_SUFFIX + "@" in self.database_url:
-                return [f"{prefix}_DATABASE_URL must not use the local development password"]
-            return []
+    The environment names and defaults are then derived from ``service`` when the subclass is
+    created; the fields are declared (and typed) once, here."""
 
-    ServiceSettings.__name__ = f"{service.title()}Settings"
-    return ServiceSettings
+    #: The service's name: the prefix of its environment variables, its database and its topic.
+    service: ClassVar[str] = ""
+    default_port: ClassVar[int] = 0
+
+    database_url: str = Field(default="", repr=False)
+    #: Set, it replaces the URL's password; the URL is then rendered with it percent-encoded,
+    #: so a generated password with "@", "/", "%"... works without the operator encoding it.
+    database_password: str = Field(default="", repr=False)
+    port: int = 0
+    host: str = "127.0.0.1"
+    topic: str = ""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.service:
+            return
+        prefix, service = cls.service.upper(), cls.service
+        named = {
+            "database_url": (
+                f"postgresql+asyncpg://{service}:{service}{LOCAL_DB_PASSWORD_SUFFIX}@127.0.0.1:5432/{service}"
+            ),
+            "database_password": "",
+            "port": cls.default_port,
+            "host": "127.0.0.1",
+            "topic": f"{service}.events",
+        }
+        for name, default in named.items():
+            cls.__pydantic_fields__[name] = FieldInfo.merge_field_infos(
+                cls.__pydantic_fields__[name], default=default, validation_alias=f"{prefix}_{name.upper()}"
+            )
+        cls.model_rebuild(force=True)
+
+    @model_validator(mode="after")
+    def _password_into_url(self) -> Self:
+        if self.database_password:
+            url = make_url(self.database_url).set(password=self.database_password)
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    def _production_problems(self) -> list[str]:
+        if LOCAL_DB_PASSWORD_SUFFIX + "@" in self.database_url:
+            return [f"{self.service.upper()}_DATABASE_URL must not use the local development password"]
+        return []

@@ -19,7 +19,7 @@ from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.logs import log_context
 
-A = TypeVar("A", bound=Aggregate)
+A = TypeVar("A", bound=Aggregate[Any])
 T = TypeVar("T")
 
 #: Called with every envelope appended in this unit of work, inside its transaction.
@@ -88,24 +88,24 @@ class UnitOfWork:
         assert self._tx is not None
         await self._tx.commit()
 
-    async def load(self, cls: type[A], aggregate_id: str) -> A:
-        history = await self.store.read_stream(self.conn, aggregate_id)
+    async def load(self, cls: type[A], aggregate_id: uuid.UUID | str) -> A:
+        history = await self.store.read_stream(self.conn, str(aggregate_id))
         if history and history[0].aggregate_type != cls.stream_type:
             # An id of another kind of thing (a union's id given as a member's): to this type it
             # does not exist, rather than having another aggregate's events folded into it.
             return cls(aggregate_id)
         return cls.rehydrate(aggregate_id, (self.store.decode(e) for e in history))
 
-    async def get(self, cls: type[A], aggregate_id: str, what: str) -> A:
+    async def get(self, cls: type[A], aggregate_id: uuid.UUID | str, what: str) -> A:
         agg = await self.load(cls, aggregate_id)
         if not agg.exists:
             raise NotFound(f"{what} {aggregate_id} not found")
         return agg
 
-    async def save(self, agg: Aggregate, *, event_ids: list[uuid.UUID] | None = None) -> None:
+    async def save(self, agg: Aggregate[Any], *, event_ids: list[uuid.UUID] | None = None) -> None:
         batch = self.store.envelopes(
             agg.stream_type,
-            agg.id,
+            agg.stream_id,
             agg.version,
             agg.pending_events,
             correlation_id=self.correlation_id,
@@ -115,14 +115,14 @@ class UnitOfWork:
         await self._append(batch)
         agg.mark_saved()
 
-    async def save_all(self, aggregates: list[Aggregate]) -> None:
+    async def save_all(self, aggregates: list[Aggregate[Any]]) -> None:
         """Save several aggregates' new events in one statement (one round trip, not one each)."""
         batch = [
             envelope
             for agg in aggregates
             for envelope in self.store.envelopes(
                 agg.stream_type,
-                agg.id,
+                agg.stream_id,
                 agg.version,
                 agg.pending_events,
                 correlation_id=self.correlation_id,

@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.aggregate import Aggregate, Conflict, InvalidInput
+from shared.aggregate import Aggregate, Conflict, InvalidInput, applies
 from shared.contracts.claims import (
     ClaimApproved,
     ClaimDocumentsReceived,
@@ -280,10 +280,10 @@ class ClaimState:
     approved_amount: Decimal | None = None
 
 
-class Claim(Aggregate):
+class Claim(Aggregate[uuid.UUID]):
     stream_type = "Claim"
 
-    def __init__(self, aggregate_id: str) -> None:
+    def __init__(self, aggregate_id: uuid.UUID) -> None:
         super().__init__(aggregate_id)
         self.state = ClaimState()
 
@@ -305,7 +305,7 @@ class Claim(Aggregate):
             raise Conflict(f"claim {self.id} is already filed")
         self._raise(
             ClaimFiled(
-                claim_id=uuid.UUID(self.id),
+                claim_id=self.id,
                 member_id=member_id,
                 report_id=report_id,
                 plan_code=plan_code,
@@ -330,7 +330,7 @@ class Claim(Aggregate):
         missing = [d for d in self.state.required if d not in received]
         self._raise(
             ClaimDocumentsReceived(
-                claim_id=uuid.UUID(self.id),
+                claim_id=self.id,
                 documents=sorted(set(documents)),
                 complete=not missing,
                 missing=missing,
@@ -352,13 +352,11 @@ class Claim(Aggregate):
                 f"amount {amount} exceeds the limit of {limit.amount} CNY for this claim ({limit.reason})",
                 code="amount_above_limit",
             )
-        self._raise(ClaimApproved(claim_id=uuid.UUID(self.id), amount=amount, approved_on=today))
+        self._raise(ClaimApproved(claim_id=self.id, amount=amount, approved_on=today))
 
     def reject(self, reason: RejectionReason, note: str | None, today: date) -> None:
         self._require_open("reject")
-        self._raise(
-            ClaimRejected(claim_id=uuid.UUID(self.id), reason_code=reason, note=note, rejected_on=today)
-        )
+        self._raise(ClaimRejected(claim_id=self.id, reason_code=reason, note=note, rejected_on=today))
 
     def pay(self, today: date) -> None:
         if self.state.status is not ClaimStatus.APPROVED:
@@ -369,7 +367,7 @@ class Claim(Aggregate):
         assert self.state.member_id is not None and self.state.approved_amount is not None
         self._raise(
             ClaimPaid(
-                claim_id=uuid.UUID(self.id),
+                claim_id=self.id,
                 member_id=self.state.member_id,
                 plan_code=self.state.plan_code,
                 amount=self.state.approved_amount,
@@ -383,22 +381,27 @@ class Claim(Aggregate):
 
     # state
 
+    @applies(ClaimFiled)
     def _on_ClaimFiled(self, e: ClaimFiled) -> None:
         s = self.state
         s.member_id, s.plan_code, s.benefit = e.member_id, e.plan_code, e.benefit
         s.enrollment_id, s.report_id, s.incident_on = e.enrollment_id, e.report_id, e.incident_on
         s.required = tuple(e.required_documents)
 
+    @applies(ClaimDocumentsReceived)
     def _on_ClaimDocumentsReceived(self, e: ClaimDocumentsReceived) -> None:
         self.state.received |= set(e.documents)
         self.state.status = ClaimStatus.DOCUMENTS_COMPLETE if e.complete else ClaimStatus.DOCUMENTS_PARTIAL
 
+    @applies(ClaimApproved)
     def _on_ClaimApproved(self, e: ClaimApproved) -> None:
         self.state.status, self.state.approved_amount = ClaimStatus.APPROVED, e.amount
 
+    @applies(ClaimRejected)
     def _on_ClaimRejected(self, e: ClaimRejected) -> None:
         self.state.status = ClaimStatus.REJECTED
 
+    @applies(ClaimPaid)
     def _on_ClaimPaid(self, e: ClaimPaid) -> None:
         self.state.status = ClaimStatus.PAID
 
@@ -421,10 +424,12 @@ def illness_claim_check(plan: Plan, enrollment: EnrollmentFact | None, incident_
     return benefit_limit(plan, enrollment.shares, enrollment.starts_on, incident_on)
 
 
-class ReportDecision(Aggregate):
+class ReportDecision(Aggregate[uuid.UUID]):
     """Records that an injury report opened no claim, and why: staff can tell the member."""
 
     stream_type = "InjuryReportDecision"
+    #: A decision is recorded once; ``exists`` (the version) is all the state it needs.
+    ignores = (NoCoverageFound,)
 
     def no_coverage(self, report_id: uuid.UUID, member_id: uuid.UUID, reasons: tuple[str, ...]) -> None:
         if self.exists:

@@ -1,17 +1,19 @@
-"""Use cases of the claims service: each loads state, lets the domain decide, and saves."""
+"""Use cases of the claims service: each loads state, lets the domain decide, and saves.
+
+The reactions to ``membership.events`` (the coverage consumer) and the staff commands. Reads
+a rule needs are ``views`` (enrolment facts) or the coverage model's loaders (``projections``).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from services.claims import domain
+from services.claims import domain, views
 from services.claims import tables as t
 from services.claims.projections import (
     apply_membership_event,
@@ -22,21 +24,17 @@ from services.claims.projections import (
     report_decided,
     seen_version,
 )
+from services.claims.schemas import ApproveIn, DocumentsIn, IllnessClaimIn, RejectIn
 from shared.aggregate import Aggregate, InvalidInput, NotFound
+from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.plans import Plan
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
-from shared.inbox import Lock
+from shared.events import DomainEvent
+from shared.inbox import Lock, Reaction
 from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
-
-BEIJING = ZoneInfo("Asia/Shanghai")
-
-
-def today() -> date:
-    """Business dates are Beijing dates."""
-    return datetime.now(BEIJING).date()
-
 
 # --- reacting to membership.events ---------------------------------------------------------------
 
@@ -58,27 +56,72 @@ def coverage_locks(envelope: EventEnvelope) -> list[Lock]:
     return locks
 
 
-async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
-    """The one reaction to membership events: keep coverage, then decide what may now be decided.
+#: The reactions of the coverage consumer to ``membership.events``. Each keeps the coverage model
+#: (``apply_membership_event``), then decides what may now be decided. The consumer hands events
+#: over in stream order (never a version twice or out of turn) and holds ``coverage_locks``.
+#: Each takes the clock that dates the claims it files; ``reactions(clock)`` binds it.
+CoverageReaction = Callable[[UnitOfWork, EventEnvelope, Clock], Awaitable[None]]
+coverage_reactions: HandlerTable[CoverageReaction] = HandlerTable("claims.coverage")
 
-    The consumer hands events over in stream order (never a version twice or out of turn) and
-    holds ``coverage_locks`` for them."""
+
+def reactions(clock: Clock) -> HandlerTable[Reaction]:
+    """The coverage consumer's table, every reaction bound to ``clock``."""
+
+    def bind(react: CoverageReaction) -> Reaction:
+        async def bound(uow: UnitOfWork, envelope: EventEnvelope) -> None:
+            await react(uow, envelope, clock)
+
+        return bound
+
+    return coverage_reactions.map(bind)
+
+
+def _decoded(envelope: EventEnvelope) -> DomainEvent:
+    return m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+
+
+@coverage_reactions.on(
+    m.UnionRegistered,
+    m.MemberJoined,
+    m.MemberTransferred,
+    m.MemberLeft,
+    m.CardIssued,
+    m.CardCancelled,
+    m.PlanEnrolled,
+    m.EnrollmentCancelled,
+)
+async def on_member_fact(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
+    """A fact about a member (or a union): into coverage; a member-stream version may release
+    parked reports."""
+    await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
     member_id = _member_in(envelope)
-    if envelope.event_type not in m.registry:
-        # A type added upstream after this release: nothing to apply, but it is still a version
-        # of the member's stream, and reports may be waiting for exactly that version.
-        if member_id is not None and envelope.aggregate_type == "Member":
-            await _advance(uow, member_id, envelope.aggregate_version)
-        return
-    event = m.registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+    if member_id is not None and envelope.aggregate_id == str(member_id):
+        await _advance(uow, member_id, envelope.aggregate_version, clock)
+
+
+@coverage_reactions.on(m.InjuryReported)
+async def on_injury_report(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
+    event = _decoded(envelope)
+    assert isinstance(event, m.InjuryReported)
     await apply_membership_event(uow.conn, event, envelope.aggregate_version)
-    if isinstance(event, m.InjuryReported):
-        await on_injury_reported(uow, event, envelope)
-    elif isinstance(event, m.PlanDefined):
-        uow.memo.pop(_CATALOGUE, None)
-        await decide_pending_reports(uow)
-    elif member_id is not None and envelope.aggregate_id == str(member_id):
-        await _advance(uow, member_id, envelope.aggregate_version)
+    await on_injury_reported(uow, event, envelope, clock)
+
+
+@coverage_reactions.on(m.PlanDefined)
+async def on_plan_defined(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
+    """A catalogue edit: into coverage's plans; reports waiting for it may now be decided."""
+    await apply_membership_event(uow.conn, _decoded(envelope), envelope.aggregate_version)
+    uow.memo.pop(_CATALOGUE, None)
+    await decide_pending_reports(uow, clock)
+
+
+@coverage_reactions.unregistered
+async def on_newer_member_event(uow: UnitOfWork, envelope: EventEnvelope, clock: Clock) -> None:
+    """A type added upstream after this release: nothing to apply, but on a Member stream it is
+    still a version of the member's stream, and reports may be waiting for exactly that version."""
+    member_id = _member_in(envelope)
+    if member_id is not None and envelope.aggregate_type == "Member":
+        await _advance(uow, member_id, envelope.aggregate_version, clock)
 
 
 def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
@@ -93,12 +136,14 @@ def _member_in(envelope: EventEnvelope) -> uuid.UUID | None:
         return None
 
 
-async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int) -> None:
+async def _advance(uow: UnitOfWork, member_id: uuid.UUID, version: int, clock: Clock) -> None:
     await note_member_version(uow.conn, member_id, version)
-    await decide_pending_reports(uow, member_id)
+    await decide_pending_reports(uow, clock, member_id)
 
 
-async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope) -> None:
+async def on_injury_reported(
+    uow: UnitOfWork, event: m.InjuryReported, envelope: EventEnvelope, clock: Clock
+) -> None:
     """Decide now if this service knows everything the report was made against; else park it.
 
     The report names the member-stream version and each edited plan's version it was made at.
@@ -107,7 +152,7 @@ async def on_injury_reported(uow: UnitOfWork, event: m.InjuryReported, envelope:
     """
     known = domain.Knowledge(await seen_version(uow.conn, event.member_id), (await _catalogue(uow)).versions)
     if known.covers(_needed(event)):
-        await decide(uow, _injury(event))
+        await decide(uow, _injury(event), clock)
         return
     await uow.conn.execute(
         pg_insert(t.pending_reports)
@@ -127,7 +172,7 @@ def _needed(event: m.InjuryReported) -> domain.Knowledge:
     return domain.Knowledge(event.member_version, event.plan_versions)
 
 
-async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = None) -> None:
+async def decide_pending_reports(uow: UnitOfWork, clock: Clock, member_id: uuid.UUID | None = None) -> None:
     """Decide the parked reports (of one member, or of everybody after a plan change) whose member
     and plan versions this service has now caught up with."""
     pending = t.pending_reports
@@ -153,11 +198,11 @@ async def decide_pending_reports(uow: UnitOfWork, member_id: uuid.UUID | None = 
     for injury, correlation_id, causation_id in sorted(rows, key=lambda r: str(r[0]["report_id"])):
         # The claims belong to the report's flow and are caused by it, not by this member event.
         uow.correlation_id, uow.causation_id = correlation_id, causation_id
-        await decide(uow, _injury(m.InjuryReported.model_validate(injury)))
+        await decide(uow, _injury(m.InjuryReported.model_validate(injury)), clock)
     uow.correlation_id, uow.causation_id = upstream
 
 
-async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCheck | None:
+async def decide(uow: UnitOfWork, injury: domain.Injury, clock: Clock) -> domain.EntitlementCheck | None:
     """File every claim the injury entitles the member to, or record that there is none.
 
     One decision per report, whatever path leads here again (redelivery, a replay into a fresh
@@ -171,13 +216,14 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
     # derive from the report, and the member lock keeps a second decider out): no need to load
     # them. Were that ever wrong, the append would conflict rather than file anything twice.
     if not check.entitlements:
-        decision = domain.ReportDecision(str(injury.report_id))
+        decision = domain.ReportDecision(injury.report_id)
         decision.no_coverage(injury.report_id, injury.member_id, check.reasons)
         await uow.save(decision)
         return check
-    claims: list[Aggregate] = []
+    today = clock()
+    claims: list[Aggregate[uuid.UUID]] = []
     for ent in check.entitlements:
-        claim = domain.Claim(str(ent.claim_id))
+        claim = domain.Claim(ent.claim_id)
         claim.file(
             member_id=injury.member_id,
             plan_code=ent.plan_code,
@@ -186,7 +232,7 @@ async def decide(uow: UnitOfWork, injury: domain.Injury) -> domain.EntitlementCh
             report_id=injury.report_id,
             required=ent.required_documents,
             incident_on=injury.occurred_on,
-            today=today(),
+            today=today,
         )
         claims.append(claim)
     await uow.save_all(claims)
@@ -218,6 +264,7 @@ def _injury(e: m.InjuryReported) -> domain.Injury:
 
 
 # --- staff commands ------------------------------------------------------------------------------
+# Each takes ``(uow, command, clock, ...)`` and returns the claim; ``views.claim_answer`` shapes it.
 
 
 async def _plan(uow: UnitOfWork, code: str) -> Plan:
@@ -227,36 +274,10 @@ async def _plan(uow: UnitOfWork, code: str) -> Plan:
     return plan
 
 
-async def _enrollment(uow: UnitOfWork, enrollment_id: uuid.UUID | None) -> domain.EnrollmentFact | None:
-    if enrollment_id is None:
-        return None
-    row = (
-        (
-            await uow.conn.execute(
-                sa.select(t.coverage_enrollments).where(
-                    t.coverage_enrollments.c.enrollment_id == enrollment_id
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    return domain.EnrollmentFact(
-        row["enrollment_id"],
-        row["plan_code"],
-        row["shares"],
-        row["starts_on"],
-        row["ends_on"],
-        row["cancelled_on"],
-    )
-
-
 async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit:
     s = claim.state
     assert s.incident_on is not None
-    enrollment = await _enrollment(uow, s.enrollment_id)
+    enrollment = await views.enrollment_fact(uow.conn, s.enrollment_id)
     return domain.benefit_limit(
         await _plan(uow, s.plan_code),
         enrollment.shares if enrollment else 1,
@@ -265,77 +286,63 @@ async def limit_for(uow: UnitOfWork, claim: domain.Claim) -> domain.BenefitLimit
     )
 
 
-async def receive_documents(uow: UnitOfWork, claim_id: uuid.UUID, documents: list[str]) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.receive_documents(documents)
+async def receive_documents(uow: UnitOfWork, command: DocumentsIn, *, claim_id: uuid.UUID) -> domain.Claim:
+    claim = await uow.get(domain.Claim, claim_id, "claim")
+    claim.receive_documents(list(command.documents))
     await uow.save(claim)
     return claim
 
 
-async def approve(uow: UnitOfWork, claim_id: uuid.UUID, amount: Decimal) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.approve(amount, await limit_for(uow, claim), today())
+async def approve(uow: UnitOfWork, command: ApproveIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
+    claim = await uow.get(domain.Claim, claim_id, "claim")
+    claim.approve(command.amount, await limit_for(uow, claim), clock())
     await uow.save(claim)
     return claim
 
 
-async def reject(
-    uow: UnitOfWork, claim_id: uuid.UUID, reason: domain.RejectionReason, note: str | None
-) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.reject(reason, note, today())
+async def reject(uow: UnitOfWork, command: RejectIn, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
+    claim = await uow.get(domain.Claim, claim_id, "claim")
+    claim.reject(command.reason_code, command.note, clock())
     await uow.save(claim)
     return claim
 
 
-async def pay(uow: UnitOfWork, claim_id: uuid.UUID) -> domain.Claim:
-    claim = await uow.get(domain.Claim, str(claim_id), "claim")
-    claim.pay(today())
+async def pay(uow: UnitOfWork, clock: Clock, *, claim_id: uuid.UUID) -> domain.Claim:
+    """Pay the approved amount (the command has no body: the claim says what is owed)."""
+    claim = await uow.get(domain.Claim, claim_id, "claim")
+    claim.pay(clock())
     await uow.save(claim)
     return claim
 
 
-async def file_illness_claim(
-    uow: UnitOfWork, member_id: uuid.UUID, plan_code: str, enrollment_id: uuid.UUID, incident_on: date
-) -> domain.Claim:
+async def file_illness_claim(uow: UnitOfWork, command: IllnessClaimIn, clock: Clock) -> domain.Claim:
     """Staff file illness/hospitalisation claims; inside a waiting period the claim is filed and
     rejected at once with the coded reason, so the member's record shows why."""
-    plan = (await load_plans(uow.conn)).get(plan_code)
+    plan = (await load_plans(uow.conn)).get(command.plan_code)
     if plan is None:
-        raise InvalidInput(f"unknown plan {plan_code}", field="plan_code")
-    enrollment = await _enrollment(uow, enrollment_id)
-    if enrollment is not None and (await _member_of(uow, enrollment_id)) != member_id:
+        raise InvalidInput(f"unknown plan {command.plan_code}", field="plan_code")
+    enrollment = await views.enrollment_fact(uow.conn, command.enrollment_id)
+    if (
+        enrollment is not None
+        and (await views.enrollment_member(uow.conn, command.enrollment_id)) != command.member_id
+    ):
         enrollment = None
-    if incident_on > today():
+    today = clock()
+    if command.incident_on > today:
         raise InvalidInput("the incident date is in the future", field="incident_on")
-    limit = domain.illness_claim_check(plan, enrollment, incident_on)
-    claim = await uow.load(domain.Claim, str(domain.illness_claim_id(enrollment_id, incident_on)))
+    limit = domain.illness_claim_check(plan, enrollment, command.incident_on)
+    claim = await uow.load(domain.Claim, domain.illness_claim_id(command.enrollment_id, command.incident_on))
     claim.file(
-        member_id=member_id,
-        plan_code=plan_code,
+        member_id=command.member_id,
+        plan_code=command.plan_code,
         benefit=plan.benefit,
-        enrollment_id=enrollment_id,
+        enrollment_id=command.enrollment_id,
         report_id=None,
         required=domain.required_documents(plan.claim_kind),
-        incident_on=incident_on,
-        today=today(),
+        incident_on=command.incident_on,
+        today=today,
     )
     if limit.amount == 0:
-        claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today())
+        claim.reject(domain.RejectionReason.WAITING_PERIOD, limit.reason, today)
     await uow.save(claim)
     return claim
-
-
-async def _member_of(uow: UnitOfWork, enrollment_id: uuid.UUID) -> uuid.UUID | None:
-    return await uow.conn.scalar(
-        sa.select(t.coverage_enrollments.c.member_id).where(
-            t.coverage_enrollments.c.enrollment_id == enrollment_id
-        )
-    )
-
-
-async def check_entitlements(
-    uow: UnitOfWork, member_id: uuid.UUID, on: date, work_related: bool
-) -> domain.EntitlementCheck:
-    injury = domain.Injury(uuid.UUID(int=0), member_id, on, work_related)
-    return domain.entitlements(injury, await load_coverage(uow.conn, member_id), await load_plans(uow.conn))

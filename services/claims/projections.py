@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -20,7 +22,8 @@ from services.claims.domain import CardSpell, EnrollmentFact, MemberCoverage
 from shared.contracts import claims as c
 from shared.contracts import membership as m
 from shared.contracts.claims import registry as claims_registry
-from shared.contracts.plans import DEFAULT_PLANS, Plan
+from shared.contracts.plans import Plan
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.projections import Projection
@@ -50,54 +53,76 @@ _COVERAGE_ENROLLMENTS = sa.select(t.coverage_enrollments).where(
 # --- own events ---------------------------------------------------------------------------------
 
 
+OwnProjector = Callable[[AsyncConnection, datetime, Any], Awaitable[None]]
+#: The claims and decisions tables, from this service's own events.
+own_projectors: HandlerTable[OwnProjector] = HandlerTable("claims.read-models")
+
+
 async def apply_own(conn: AsyncConnection, envelope: EventEnvelope) -> None:
     if envelope.event_type not in claims_registry:
         return
     e = claims_registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
-    at = envelope.occurred_at
-    match e:
-        case c.ClaimFiled():
-            await conn.execute(
-                _CLAIM_INSERT,
-                {
-                    "claim_id": e.claim_id,
-                    "member_id": e.member_id,
-                    "report_id": e.report_id,
-                    "plan_code": e.plan_code,
-                    "benefit": e.benefit.value,
-                    "enrollment_id": e.enrollment_id,
-                    "status": "filed",
-                    "required_documents": e.required_documents,
-                    "missing_documents": e.required_documents,
-                    "incident_on": e.incident_on,
-                    "filed_on": e.filed_on,
-                    "updated_at": at,
-                },
-            )
-            if e.report_id is not None:
-                await _decided(conn, e.report_id, e.member_id, [], at)
-        case c.ClaimDocumentsReceived():
-            received = (
-                await conn.execute(
-                    sa.select(t.claims.c.received_documents).where(t.claims.c.claim_id == e.claim_id)
-                )
-            ).scalar_one()
-            await _update(
-                conn,
-                at,
-                e.claim_id,
-                status="documents_complete" if e.complete else "documents_partial",
-                received_documents=sorted(set(received) | set(e.documents)),
-                missing_documents=e.missing,
-            )
-        case c.ClaimApproved():
-            await _update(conn, at, e.claim_id, status="approved", approved_amount=e.amount)
-        case c.ClaimRejected():
-            await _update(conn, at, e.claim_id, status="rejected", rejection_reason=e.reason_code)
-        case c.ClaimPaid():
-            await _update(conn, at, e.claim_id, status="paid", paid_amount=e.amount)
-        case c.NoCoverageFound():
-            await _decided(conn, e.report_id, e.member_id, e.reasons, at)
+    project = own_projectors.handler(type(e))
+    if project is not None:
+        await project(conn, envelope.occurred_at, e)
+
+
+@own_projectors.on(c.ClaimFiled)
+async def _claim_filed(conn: AsyncConnection, at: datetime, e: c.ClaimFiled) -> None:
+    await conn.execute(
+        _CLAIM_INSERT,
+        {
+            "claim_id": e.claim_id,
+            "member_id": e.member_id,
+            "report_id": e.report_id,
+            "plan_code": e.plan_code,
+            "benefit": e.benefit.value,
+            "enrollment_id": e.enrollment_id,
+            "status": "filed",
+            "required_documents": e.required_documents,
+            "missing_documents": e.required_documents,
+            "incident_on": e.incident_on,
+            "filed_on": e.filed_on,
+            "updated_at": at,
+        },
+    )
+    if e.report_id is not None:
+        await _decided(conn, e.report_id, e.member_id, [], at)
+
+
+@own_projectors.on(c.ClaimDocumentsReceived)
+async def _documents_received(conn: AsyncConnection, at: datetime, e: c.ClaimDocumentsReceived) -> None:
+    received = (
+        await conn.execute(sa.select(t.claims.c.received_documents).where(t.claims.c.claim_id == e.claim_id))
+    ).scalar_one()
+    await _update(
+        conn,
+        at,
+        e.claim_id,
+        status="documents_complete" if e.complete else "documents_partial",
+        received_documents=sorted(set(received) | set(e.documents)),
+        missing_documents=e.missing,
+    )
+
+
+@own_projectors.on(c.ClaimApproved)
+async def _approved(conn: AsyncConnection, at: datetime, e: c.ClaimApproved) -> None:
+    await _update(conn, at, e.claim_id, status="approved", approved_amount=e.amount)
+
+
+@own_projectors.on(c.ClaimRejected)
+async def _rejected(conn: AsyncConnection, at: datetime, e: c.ClaimRejected) -> None:
+    await _update(conn, at, e.claim_id, status="rejected", rejection_reason=e.reason_code)
+
+
+@own_projectors.on(c.ClaimPaid)
+async def _paid(conn: AsyncConnection, at: datetime, e: c.ClaimPaid) -> None:
+    await _update(conn, at, e.claim_id, status="paid", paid_amount=e.amount)
+
+
+@own_projectors.on(c.NoCoverageFound)
+async def _no_coverage(conn: AsyncConnection, at: datetime, e: c.NoCoverageFound) -> None:
+    await _decided(conn, e.report_id, e.member_id, e.reasons, at)
 
 
 async def _update(conn: AsyncConnection, at: datetime, claim_id: uuid.UUID, **values: object) -> None:
@@ -120,71 +145,102 @@ own_projection = Projection("claims", [t.claims, t.report_decisions], apply_own)
 # --- coverage, from membership events ----------------------------------------------------------
 
 
+CoverageProjector = Callable[[AsyncConnection, Any, int], Awaitable[None]]
+#: The coverage model, from membership events (``version``: the event's version in its stream).
+coverage_projectors: HandlerTable[CoverageProjector] = HandlerTable("claims.coverage-model")
+#: Coverage needs no union, no transfer (claims do not depend on which union) and no report
+#: (reports are decided by the reaction, not folded into coverage).
+coverage_projectors.ignore(m.UnionRegistered, m.MemberTransferred, m.InjuryReported)
+
+
 async def apply_membership_event(conn: AsyncConnection, e: DomainEvent, version: int) -> None:
     """Fold one (decoded) membership event, ``version`` of its stream, into the coverage model;
     the consumer makes it once-only and in stream order."""
-    match e:
-        case m.MemberJoined():
-            stmt = insert(t.coverage_members).values(member_id=e.member_id, joined_on=e.joined_on)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.coverage_members.c.member_id],
-                    set_={"joined_on": stmt.excluded.joined_on},
-                )
-            )
-        case m.MemberLeft():
-            await _member(conn, e.member_id, left_on=e.left_on)
-        case m.CardIssued():
-            await conn.execute(
-                sa.insert(t.coverage_cards).values(
-                    member_id=e.member_id, card_last4=e.card_last4, issued_on=e.issued_on
-                )
-            )
-        case m.CardCancelled():
-            open_card = (
-                sa.select(t.coverage_cards.c.id)
-                .where(
-                    t.coverage_cards.c.member_id == e.member_id,
-                    t.coverage_cards.c.card_last4 == e.card_last4,
-                    t.coverage_cards.c.cancelled_on.is_(None),
-                )
-                .order_by(t.coverage_cards.c.id.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
-            await conn.execute(
-                sa.update(t.coverage_cards)
-                .where(t.coverage_cards.c.id == open_card)
-                .values(cancelled_on=e.cancelled_on)
-            )
-        case m.PlanEnrolled():
-            await conn.execute(
-                insert(t.coverage_enrollments)
-                .values(
-                    enrollment_id=e.enrollment_id,
-                    member_id=e.member_id,
-                    plan_code=e.plan_code,
-                    shares=e.shares,
-                    starts_on=e.coverage_starts_on,
-                    ends_on=e.coverage_ends_on,
-                )
-                .on_conflict_do_nothing()
-            )
-        case m.EnrollmentCancelled():
-            await conn.execute(
-                sa.update(t.coverage_enrollments)
-                .where(t.coverage_enrollments.c.enrollment_id == e.enrollment_id)
-                .values(cancelled_on=e.cancelled_on)
-            )
-        case m.PlanDefined():
-            plan = Plan.model_validate(e.model_dump())
-            stmt = insert(t.plans).values(code=plan.code, body=plan.model_dump(mode="json"), version=version)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.plans.c.code],
-                    set_={"body": stmt.excluded.body, "version": stmt.excluded.version},
-                )
-            )
+    project = coverage_projectors.handler(type(e))
+    if project is not None:
+        await project(conn, e, version)
+
+
+@coverage_projectors.on(m.MemberJoined)
+async def _member_joined(conn: AsyncConnection, e: m.MemberJoined, version: int) -> None:
+    stmt = insert(t.coverage_members).values(member_id=e.member_id, joined_on=e.joined_on)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[t.coverage_members.c.member_id],
+            set_={"joined_on": stmt.excluded.joined_on},
+        )
+    )
+
+
+@coverage_projectors.on(m.MemberLeft)
+async def _member_left(conn: AsyncConnection, e: m.MemberLeft, version: int) -> None:
+    await _member(conn, e.member_id, left_on=e.left_on)
+
+
+@coverage_projectors.on(m.CardIssued)
+async def _card_issued(conn: AsyncConnection, e: m.CardIssued, version: int) -> None:
+    await conn.execute(
+        sa.insert(t.coverage_cards).values(
+            member_id=e.member_id, card_last4=e.card_last4, issued_on=e.issued_on
+        )
+    )
+
+
+@coverage_projectors.on(m.CardCancelled)
+async def _card_cancelled(conn: AsyncConnection, e: m.CardCancelled, version: int) -> None:
+    open_card = (
+        sa.select(t.coverage_cards.c.id)
+        .where(
+            t.coverage_cards.c.member_id == e.member_id,
+            t.coverage_cards.c.card_last4 == e.card_last4,
+            t.coverage_cards.c.cancelled_on.is_(None),
+        )
+        .order_by(t.coverage_cards.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        sa.update(t.coverage_cards)
+        .where(t.coverage_cards.c.id == open_card)
+        .values(cancelled_on=e.cancelled_on)
+    )
+
+
+@coverage_projectors.on(m.PlanEnrolled)
+async def _plan_enrolled(conn: AsyncConnection, e: m.PlanEnrolled, version: int) -> None:
+    await conn.execute(
+        insert(t.coverage_enrollments)
+        .values(
+            enrollment_id=e.enrollment_id,
+            member_id=e.member_id,
+            plan_code=e.plan_code,
+            shares=e.shares,
+            starts_on=e.coverage_starts_on,
+            ends_on=e.coverage_ends_on,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+@coverage_projectors.on(m.EnrollmentCancelled)
+async def _enrollment_cancelled(conn: AsyncConnection, e: m.EnrollmentCancelled, version: int) -> None:
+    await conn.execute(
+        sa.update(t.coverage_enrollments)
+        .where(t.coverage_enrollments.c.enrollment_id == e.enrollment_id)
+        .values(cancelled_on=e.cancelled_on)
+    )
+
+
+@coverage_projectors.on(m.PlanDefined)
+async def _plan_defined(conn: AsyncConnection, e: m.PlanDefined, version: int) -> None:
+    plan = Plan.model_validate(e.model_dump())
+    stmt = insert(t.plans).values(code=plan.code, body=plan.model_dump(mode="json"), version=version)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[t.plans.c.code],
+            set_={"body": stmt.excluded.body, "version": stmt.excluded.version},
+        )
+    )
 
 
 async def _member(conn: AsyncConnection, member_id: uuid.UUID, **values: object) -> None:
@@ -252,7 +308,3 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
 async def load_plans(conn: AsyncConnection) -> dict[str, Plan]:
     rows = await conn.execute(sa.select(t.plans.c.body))
     return {p.code: p for p in (Plan.model_validate(r[0]) for r in rows)}
-
-
-def default_plan_rows() -> list[dict[str, object]]:
-    return [{"code": p.code, "body": p.model_dump(mode="json")} for p in DEFAULT_PLANS]

@@ -2,49 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.membership import api
-from services.membership.handlers import CLAIM_REACTIONS
+from services.membership.handlers import claim_reactions
 from services.membership.projections import apply
 from services.membership.settings import MembershipSettings
 from services.membership.vault import Vault
+from shared.clock import Clock, beijing_today
 from shared.contracts.membership import registry
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: Business dates are Beijing dates (China keeps UTC+8 all year, no daylight saving).
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
-def beijing_today() -> date:
-    return datetime.now(BEIJING).date()
-
-
-def build_runtime(settings: MembershipSettings) -> ServiceRuntime:
+def build_runtime(settings: MembershipSettings, *, clock: Clock = beijing_today) -> ServiceRuntime:
     runtime = ServiceRuntime(
         "membership",
         settings,
         registry,
         migrations=MIGRATIONS,
         projections=(apply,),
+        clock=clock,
     )
-    runtime.subscribe(runtime.consumer("claims", CLAIM_REACTIONS), settings.claims_topic)
+    runtime.subscribe(runtime.consumer("claims", claim_reactions), settings.claims_topic)
     return runtime
 
 
-def create_app(
-    settings: MembershipSettings | None = None, *, clock: Callable[[], date] = beijing_today
-) -> FastAPI:
+def create_app(settings: MembershipSettings | None = None, *, clock: Clock = beijing_today) -> FastAPI:
     """The membership HTTP app; its lifespan migrates the database and runs relay and consumer.
     ``clock`` gives the business date ("today") every command is judged against."""
     settings = settings or MembershipSettings()
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, clock=clock)
     app = runtime.http_app(api.ROUTERS, title="Membership service")
     app.state.vault = Vault(runtime.cipher)
-    app.state.clock = clock
     return app

@@ -3,7 +3,7 @@
 Whoever calls in passes what a rule needs: the plan (a ``Plan`` value read from the catalogue
 table), the union (an aggregate loaded from its stream) and *today* (the business date in
 Beijing). Commands check their rules against current state and ``_raise`` events; state changes
-only in ``_on_<EventType>`` handlers, so replaying a stream rebuilds exactly the same state.
+only in methods marked ``@applies(EventClass)``, so replaying a stream rebuilds exactly the same state.
 
 Errors: ``InvalidInput(field=...)`` (422) when a value given is unacceptable, ``Conflict`` (409)
 when the command does not fit the aggregate's current state.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from shared.aggregate import Aggregate, Conflict, InvalidInput, NotFound
+from shared.aggregate import Aggregate, Conflict, InvalidInput, NotFound, applies
 from shared.contracts.common import Benefit, Gender, InjurySeverity
 from shared.contracts.membership import (
     CardCancelled,
@@ -135,17 +135,17 @@ def _required_text(value: str, field: str) -> str:
 # --- Union ------------------------------------------------------------------------------------
 
 
-class Union(Aggregate):
+class Union(Aggregate[uuid.UUID]):
     """A node of the organisation tree: municipal federation -> district -> street -> grassroots.
     Members belong to grassroots unions only."""
 
     stream_type = "Union"
 
-    def __init__(self, aggregate_id: str) -> None:
+    def __init__(self, aggregate_id: uuid.UUID) -> None:
         super().__init__(aggregate_id)
         self.name = ""
         self.level: UnionLevel | None = None
-        self.parent_id: str | None = None
+        self.parent_id: uuid.UUID | None = None
 
     def register(self, *, name: str, level: UnionLevel, parent: Union | None) -> None:
         """``parent`` is the loaded parent aggregate (not ``exists`` if the id is unknown)."""
@@ -175,16 +175,17 @@ class Union(Aggregate):
                 )
         self._raise(
             UnionRegistered(
-                union_id=uuid.UUID(self.id),
+                union_id=self.id,
                 name=name,
                 level=level,
-                parent_union_id=uuid.UUID(parent.id) if parent else None,
+                parent_union_id=parent.id if parent else None,
             )
         )
 
+    @applies(UnionRegistered)
     def _on_UnionRegistered(self, e: UnionRegistered) -> None:
         self.name, self.level = e.name, e.level
-        self.parent_id = str(e.parent_union_id) if e.parent_union_id else None
+        self.parent_id = e.parent_union_id
 
 
 def _grassroots(union: Union, field: str) -> Union:
@@ -218,7 +219,7 @@ class Card:
 
 @dataclass(frozen=True)
 class Enrollment:
-    enrollment_id: str
+    enrollment_id: uuid.UUID
     plan_code: str
     shares: int
     price_level: Decimal | None
@@ -234,15 +235,15 @@ class Enrollment:
         return self.starts_on <= ends_on and starts_on <= self.ends_on
 
 
-class Member(Aggregate):
+class Member(Aggregate[uuid.UUID]):
     """A union member: joins a grassroots union, may transfer, leaves once (retired, moved, died,
     other); holds at most one active Jing card; holds mutual-aid enrolments."""
 
     stream_type = "Member"
 
-    def __init__(self, aggregate_id: str) -> None:
+    def __init__(self, aggregate_id: uuid.UUID) -> None:
         super().__init__(aggregate_id)
-        self.union_id = ""
+        self.union_id: uuid.UUID | None = None
         self.full_name = ""
         self.gender: Gender | None = None
         self.birth_date = EARLIEST_DATE
@@ -251,7 +252,7 @@ class Member(Aggregate):
         self.left_on: date | None = None
         self.leave_reason: LeaveReason | None = None
         self.cards: list[Card] = []
-        self.enrollments: dict[str, Enrollment] = {}
+        self.enrollments: dict[uuid.UUID, Enrollment] = {}
 
     # -- queries --
 
@@ -301,8 +302,8 @@ class Member(Aggregate):
             )
         self._raise(
             MemberJoined(
-                member_id=uuid.UUID(self.id),
-                union_id=uuid.UUID(union.id),
+                member_id=self.id,
+                union_id=union.id,
                 full_name=full_name,
                 gender=gender,
                 birth_date=birth_date,
@@ -325,11 +326,12 @@ class Member(Aggregate):
             earliest=self.last_moved_on,
             after=f"the member joined or last moved ({self.last_moved_on.isoformat()})",
         )
+        assert self.union_id is not None
         self._raise(
             MemberTransferred(
-                member_id=uuid.UUID(self.id),
-                from_union_id=uuid.UUID(self.union_id),
-                to_union_id=uuid.UUID(to_union.id),
+                member_id=self.id,
+                from_union_id=self.union_id,
+                to_union_id=to_union.id,
                 transferred_on=transferred_on,
             )
         )
@@ -344,7 +346,7 @@ class Member(Aggregate):
             earliest=self.last_moved_on,
             after=f"the member joined or last moved ({self.last_moved_on.isoformat()})",
         )
-        self._raise(MemberLeft(member_id=uuid.UUID(self.id), left_on=left_on, reason=reason))
+        self._raise(MemberLeft(member_id=self.id, left_on=left_on, reason=reason))
 
     def issue_card(self, *, card_number: str, issued_on: date, today: date) -> str:
         """Issue a Jing card; returns its last 4 digits. One active card at a time."""
@@ -358,7 +360,7 @@ class Member(Aggregate):
         previous_end = self.cards[-1].cancelled_on if self.cards else None
         earliest = max(self.joined_on, previous_end) if previous_end else self.joined_on
         _check_date(issued_on, "issued_on", today=today, earliest=earliest, after=earliest.isoformat())
-        self._raise(CardIssued(member_id=uuid.UUID(self.id), card_last4=number[-4:], issued_on=issued_on))
+        self._raise(CardIssued(member_id=self.id, card_last4=number[-4:], issued_on=issued_on))
         return number[-4:]
 
     def cancel_card(self, *, cancelled_on: date, today: date, reason: str = "cancelled") -> str:
@@ -370,7 +372,7 @@ class Member(Aggregate):
         )
         self._raise(
             CardCancelled(
-                member_id=uuid.UUID(self.id),
+                member_id=self.id,
                 card_last4=card.last4,
                 cancelled_on=cancelled_on,
                 reason=_required_text(reason, "reason"),
@@ -407,7 +409,7 @@ class Member(Aggregate):
     def enroll(
         self,
         *,
-        enrollment_id: str,
+        enrollment_id: uuid.UUID,
         plan: Plan,
         shares: int,
         starts_on: date,
@@ -473,8 +475,8 @@ class Member(Aggregate):
                 )
         self._raise(
             PlanEnrolled(
-                enrollment_id=uuid.UUID(enrollment_id),
-                member_id=uuid.UUID(self.id),
+                enrollment_id=enrollment_id,
+                member_id=self.id,
                 plan_code=plan.code,
                 shares=shares,
                 price_level=price_level,
@@ -485,7 +487,7 @@ class Member(Aggregate):
         return self.enrollments[enrollment_id]
 
     def cancel_enrollment(
-        self, *, enrollment_id: str, cancelled_on: date, today: date, reason: str = "cancelled"
+        self, *, enrollment_id: uuid.UUID, cancelled_on: date, today: date, reason: str = "cancelled"
     ) -> Enrollment:
         enrollment = self.enrollments.get(enrollment_id)
         if enrollment is None:
@@ -495,8 +497,8 @@ class Member(Aggregate):
         _check_date(cancelled_on, "cancelled_on", today=today)
         self._raise(
             EnrollmentCancelled(
-                enrollment_id=uuid.UUID(enrollment_id),
-                member_id=uuid.UUID(self.id),
+                enrollment_id=enrollment_id,
+                member_id=self.id,
                 plan_code=enrollment.plan_code,
                 cancelled_on=cancelled_on,
                 reason=_required_text(reason, "reason"),
@@ -506,29 +508,34 @@ class Member(Aggregate):
 
     # -- state --
 
+    @applies(MemberJoined)
     def _on_MemberJoined(self, e: MemberJoined) -> None:
-        self.union_id = str(e.union_id)
+        self.union_id = e.union_id
         self.full_name, self.gender, self.birth_date = e.full_name, e.gender, e.birth_date
         self.joined_on = self.last_moved_on = e.joined_on
 
+    @applies(MemberTransferred)
     def _on_MemberTransferred(self, e: MemberTransferred) -> None:
-        self.union_id = str(e.to_union_id)
+        self.union_id = e.to_union_id
         self.last_moved_on = e.transferred_on
 
+    @applies(MemberLeft)
     def _on_MemberLeft(self, e: MemberLeft) -> None:
         self.left_on, self.leave_reason = e.left_on, e.reason
 
+    @applies(CardIssued)
     def _on_CardIssued(self, e: CardIssued) -> None:
         self.cards.append(Card(last4=e.card_last4, issued_on=e.issued_on))
 
+    @applies(CardCancelled)
     def _on_CardCancelled(self, e: CardCancelled) -> None:
         if self.cards and self.cards[-1].active:
             self.cards[-1] = replace(self.cards[-1], cancelled_on=e.cancelled_on, reason=e.reason)
 
+    @applies(PlanEnrolled)
     def _on_PlanEnrolled(self, e: PlanEnrolled) -> None:
-        key = str(e.enrollment_id)
-        self.enrollments[key] = Enrollment(
-            enrollment_id=key,
+        self.enrollments[e.enrollment_id] = Enrollment(
+            enrollment_id=e.enrollment_id,
             plan_code=e.plan_code,
             shares=e.shares,
             price_level=e.price_level,
@@ -536,25 +543,28 @@ class Member(Aggregate):
             ends_on=e.coverage_ends_on,
         )
 
+    @applies(EnrollmentCancelled)
     def _on_EnrollmentCancelled(self, e: EnrollmentCancelled) -> None:
-        key = str(e.enrollment_id)
+        key = e.enrollment_id
         self.enrollments[key] = replace(self.enrollments[key], cancelled_on=e.cancelled_on)
 
 
 # --- Injury report ----------------------------------------------------------------------------
 
 
-class InjuryReport(Aggregate):
+class InjuryReport(Aggregate[uuid.UUID]):
     """A member (or staff for them) reports an injury; the claims service opens every claim the
     member is entitled to. Health details (description, diagnosis, hospital) never enter the
     event: the handler keeps them encrypted beside it."""
 
     stream_type = "InjuryReport"
 
-    def __init__(self, aggregate_id: str) -> None:
+    def __init__(self, aggregate_id: uuid.UUID) -> None:
         super().__init__(aggregate_id)
-        self.member_id = ""
+        self.member_id: uuid.UUID | None = None
         self.occurred_on = EARLIEST_DATE
+        #: The member stream's version the report was made at.
+        self.member_version = 0
 
     def report(
         self,
@@ -586,8 +596,8 @@ class InjuryReport(Aggregate):
             )
         self._raise(
             InjuryReported(
-                report_id=uuid.UUID(self.id),
-                member_id=uuid.UUID(member.id),
+                report_id=self.id,
+                member_id=member.id,
                 occurred_on=occurred_on,
                 work_related=work_related,
                 reported_on=today,
@@ -598,18 +608,22 @@ class InjuryReport(Aggregate):
             )
         )
 
+    @applies(InjuryReported)
     def _on_InjuryReported(self, e: InjuryReported) -> None:
-        self.member_id, self.occurred_on = str(e.member_id), e.occurred_on
+        self.member_id, self.occurred_on = e.member_id, e.occurred_on
+        self.member_version = e.member_version
 
 
 # --- Plan catalogue ---------------------------------------------------------------------------
 
 
-class CataloguePlan(Aggregate):
+class CataloguePlan(Aggregate[str]):
     """The edit history of one catalogue plan (stream id = plan code). The catalogue table is
     seeded with defaults; every staff edit becomes a ``PlanDefined`` event on this stream."""
 
     stream_type = "Plan"
+    #: The catalogue table (a projection) holds the plan; the stream only records the edits.
+    ignores = (PlanDefined,)
 
     def define(self, plan: Plan, *, current: Plan | None) -> bool:
         """Record ``plan`` unless the catalogue already holds exactly it. Returns whether it changed."""

@@ -41,6 +41,7 @@ from shared.contracts.membership import (
     registry,
 )
 from shared.contracts.plans import Plan
+from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.eventstore import EventStore
@@ -48,13 +49,17 @@ from shared.projections import Projection, rebuild
 
 Projector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[None]]
 
+#: Our own events onto the read models. Every type of ``registry`` is handled (the test of
+#: dispatch coverage says so); a member's events also go onto the timeline.
+projectors: HandlerTable[Projector] = HandlerTable("membership.read-models")
+
 
 async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
     """Project one of our own events (inline, and on rebuild)."""
     if env.event_type not in registry:
         return
     event = registry.decode(env.event_type, env.schema_version, env.data)
-    project = _PROJECTORS.get(env.event_type)
+    project = projectors.handler(type(event))
     if project is not None:
         await project(conn, env, event)
     member_id = getattr(event, "member_id", None)
@@ -83,6 +88,7 @@ async def _on_timeline(conn: AsyncConnection, env: EventEnvelope, event: DomainE
     )
 
 
+@projectors.on(UnionRegistered)
 async def _union_registered(conn: AsyncConnection, env: EventEnvelope, e: UnionRegistered) -> None:
     await conn.execute(
         pg_insert(unions)
@@ -97,6 +103,7 @@ async def _union_registered(conn: AsyncConnection, env: EventEnvelope, e: UnionR
     )
 
 
+@projectors.on(MemberJoined)
 async def _member_joined(conn: AsyncConnection, env: EventEnvelope, e: MemberJoined) -> None:
     await conn.execute(
         pg_insert(members)
@@ -124,14 +131,17 @@ async def _touch(conn: AsyncConnection, env: EventEnvelope, member_id: Any, **va
     )
 
 
+@projectors.on(MemberTransferred)
 async def _member_transferred(conn: AsyncConnection, env: EventEnvelope, e: MemberTransferred) -> None:
     await _touch(conn, env, e.member_id, union_id=e.to_union_id)
 
 
+@projectors.on(MemberLeft)
 async def _member_left(conn: AsyncConnection, env: EventEnvelope, e: MemberLeft) -> None:
     await _touch(conn, env, e.member_id, status="left", left_on=e.left_on, leave_reason=e.reason)
 
 
+@projectors.on(CardIssued)
 async def _card_issued(conn: AsyncConnection, env: EventEnvelope, e: CardIssued) -> None:
     await conn.execute(
         pg_insert(cards)
@@ -147,6 +157,7 @@ async def _card_issued(conn: AsyncConnection, env: EventEnvelope, e: CardIssued)
     await _touch(conn, env, e.member_id)
 
 
+@projectors.on(CardCancelled)
 async def _card_cancelled(conn: AsyncConnection, env: EventEnvelope, e: CardCancelled) -> None:
     await conn.execute(
         sa.update(cards)
@@ -156,6 +167,7 @@ async def _card_cancelled(conn: AsyncConnection, env: EventEnvelope, e: CardCanc
     await _touch(conn, env, e.member_id)
 
 
+@projectors.on(PlanEnrolled)
 async def _plan_enrolled(conn: AsyncConnection, env: EventEnvelope, e: PlanEnrolled) -> None:
     union_now = sa.select(members.c.union_id).where(members.c.member_id == e.member_id).scalar_subquery()
     await conn.execute(
@@ -177,6 +189,7 @@ async def _plan_enrolled(conn: AsyncConnection, env: EventEnvelope, e: PlanEnrol
     await _touch(conn, env, e.member_id)
 
 
+@projectors.on(EnrollmentCancelled)
 async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: EnrollmentCancelled) -> None:
     await conn.execute(
         sa.update(enrollments)
@@ -186,6 +199,7 @@ async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: En
     await _touch(conn, env, e.member_id)
 
 
+@projectors.on(InjuryReported)
 async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryReported) -> None:
     await conn.execute(
         _REPORT_INSERT,
@@ -203,6 +217,7 @@ async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryR
     )
 
 
+@projectors.on(PlanDefined)
 async def _plan_defined(conn: AsyncConnection, env: EventEnvelope, e: PlanDefined) -> None:
     plan = Plan.model_validate(e.model_dump())
     await upsert_plan(conn, plan, updated_at=env.occurred_at, version=env.aggregate_version)
@@ -226,19 +241,6 @@ async def upsert_plan(
     await conn.execute(stmt.on_conflict_do_update(index_elements=[plans.c.code], set_=values))
 
 
-_PROJECTORS: dict[str, Projector] = {
-    "UnionRegistered": _union_registered,
-    "MemberJoined": _member_joined,
-    "MemberTransferred": _member_transferred,
-    "MemberLeft": _member_left,
-    "CardIssued": _card_issued,
-    "CardCancelled": _card_cancelled,
-    "PlanEnrolled": _plan_enrolled,
-    "EnrollmentCancelled": _enrollment_cancelled,
-    "InjuryReported": _injury_reported,
-    "PlanDefined": _plan_defined,
-}
-
 #: The operator's handle: ``rebuild(engine, store, READ_MODELS)`` (the plans table is upserted,
 #: not emptied, so its seeded rows survive; the vault and the claims read models are untouched).
 READ_MODELS = Projection("membership-read-models", READ_MODEL_TABLES, apply)
@@ -250,12 +252,10 @@ async def rebuild_read_models(engine: AsyncEngine, store: EventStore) -> int:
 
 # --- claims.events -> the member's claims and timeline ----------------------------------------
 
-CLAIM_STATUS = {
-    "ClaimFiled": "filed",
-    "ClaimApproved": "approved",
-    "ClaimRejected": "rejected",
-    "ClaimPaid": "paid",
-}
+#: What a claims event changes on the member's claim row; each returns the row's (member_id,
+#: report_id) when the event does not carry them itself. Every event also lands on the timeline.
+ClaimProjector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[tuple[Any, Any] | None]]
+claim_projectors: HandlerTable[ClaimProjector] = HandlerTable("membership.member-claims")
 
 
 async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None:
@@ -267,45 +267,11 @@ async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None
     member_id: Any = getattr(event, "member_id", None)
     claim_id: Any = getattr(event, "claim_id", None)
     report_id: Any = getattr(event, "report_id", None)
-
-    if isinstance(event, claims_contract.ClaimFiled):
-        await conn.execute(
-            pg_insert(member_claims)
-            .values(
-                claim_id=event.claim_id,
-                member_id=event.member_id,
-                report_id=event.report_id,
-                plan_code=event.plan_code,
-                benefit=event.benefit,
-                enrollment_id=event.enrollment_id,
-                status="filed",
-                required_documents=list(event.required_documents),
-                updated_at=env.occurred_at,
-            )
-            .on_conflict_do_nothing()
-        )
-    elif claim_id is not None:
-        values: dict[str, Any] = {"updated_at": env.occurred_at}
-        if isinstance(event, claims_contract.ClaimDocumentsReceived):
-            values["missing_documents"] = list(event.missing)
-            if event.complete:
-                values["status"] = "documents_complete"
-        else:
-            values["status"] = CLAIM_STATUS.get(env.event_type, "filed")
-        if isinstance(event, claims_contract.ClaimApproved | claims_contract.ClaimPaid):
-            values["amount"] = event.amount
-        row = (
-            await conn.execute(
-                sa.update(member_claims)
-                .where(member_claims.c.claim_id == claim_id)
-                .values(**values)
-                .returning(member_claims.c.member_id, member_claims.c.report_id)
-            )
-        ).first()
-        if row is not None:
-            member_id = member_id or row.member_id
-            report_id = report_id or row.report_id
-
+    project = claim_projectors.handler(type(event))
+    found = await project(conn, env, event) if project is not None else None
+    if found is not None:
+        member_id = member_id or found[0]
+        report_id = report_id or found[1]
     await conn.execute(
         pg_insert(claim_events)
         .values(
@@ -320,3 +286,71 @@ async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None
         )
         .on_conflict_do_nothing()
     )
+
+
+@claim_projectors.on(claims_contract.ClaimFiled)
+async def _claim_filed(conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimFiled) -> None:
+    await conn.execute(
+        pg_insert(member_claims)
+        .values(
+            claim_id=e.claim_id,
+            member_id=e.member_id,
+            report_id=e.report_id,
+            plan_code=e.plan_code,
+            benefit=e.benefit,
+            enrollment_id=e.enrollment_id,
+            status="filed",
+            required_documents=list(e.required_documents),
+            updated_at=env.occurred_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _claim_changed(
+    conn: AsyncConnection, env: EventEnvelope, claim_id: Any, **values: Any
+) -> tuple[Any, Any] | None:
+    row = (
+        await conn.execute(
+            sa.update(member_claims)
+            .where(member_claims.c.claim_id == claim_id)
+            .values(updated_at=env.occurred_at, **values)
+            .returning(member_claims.c.member_id, member_claims.c.report_id)
+        )
+    ).first()
+    return None if row is None else (row.member_id, row.report_id)
+
+
+@claim_projectors.on(claims_contract.ClaimDocumentsReceived)
+async def _claim_documents(
+    conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimDocumentsReceived
+) -> tuple[Any, Any] | None:
+    values: dict[str, Any] = {"missing_documents": list(e.missing)}
+    if e.complete:
+        values["status"] = "documents_complete"
+    return await _claim_changed(conn, env, e.claim_id, **values)
+
+
+@claim_projectors.on(claims_contract.ClaimApproved)
+async def _claim_approved(
+    conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimApproved
+) -> tuple[Any, Any] | None:
+    return await _claim_changed(conn, env, e.claim_id, status="approved", amount=e.amount)
+
+
+@claim_projectors.on(claims_contract.ClaimRejected)
+async def _claim_rejected(
+    conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimRejected
+) -> tuple[Any, Any] | None:
+    return await _claim_changed(conn, env, e.claim_id, status="rejected")
+
+
+@claim_projectors.on(claims_contract.ClaimPaid)
+async def _claim_paid(
+    conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimPaid
+) -> tuple[Any, Any] | None:
+    return await _claim_changed(conn, env, e.claim_id, status="paid", amount=e.amount)
+
+
+#: No claim row to change: the reasons go onto the timeline (and the report's detail) only.
+claim_projectors.ignore(claims_contract.NoCoverageFound)

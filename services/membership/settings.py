@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field
 
-from shared.settings import CommonSettings, service_settings
-
-if TYPE_CHECKING:  # what service_settings() adds, spelled out for the type checker
-
-    class _ServiceSettings(CommonSettings):
-        database_url: str
-        port: int
-        host: str
-        topic: str
-
-else:
-    _ServiceSettings = service_settings("membership", 8001)
+from shared.settings import ServiceSettings
 
 
-class MembershipSettings(_ServiceSettings):
-    """Environment: MEMBERSHIP_DATABASE_URL, MEMBERSHIP_HOST, MEMBERSHIP_PORT (8001),
-    MEMBERSHIP_TOPIC (membership.events), MEMBERSHIP_CLAIMS_TOPIC (claims.events),
-    KAFKA_BOOTSTRAP_SERVERS, UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY, UNION_LOG_LEVEL."""
+class MembershipSettings(ServiceSettings):
+    """Environment: MEMBERSHIP_DATABASE_URL, MEMBERSHIP_DATABASE_PASSWORD, MEMBERSHIP_HOST,
+    MEMBERSHIP_PORT (8001), MEMBERSHIP_TOPIC (membership.events), MEMBERSHIP_CLAIMS_TOPIC
+    (claims.events), KAFKA_BOOTSTRAP_SERVERS, UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY,
+    UNION_LOG_LEVEL."""
+
+    service = "membership"
+    default_port = 8001
 
     claims_topic: str = Field(default="claims.events", validation_alias="MEMBERSHIP_CLAIMS_TOPIC")

@@ -1,4 +1,6 @@
-"""Read side: queries over the read models. Nothing here changes state.
+"""Read side: every query over the read models, and the shaping of every answer (a command's
+too: ``*_answer`` turn what a handler returns into the JSON the route answers). Nothing here
+changes state.
 
 Personal data leaves only masked (national ID, phone) or as the card's last 4 digits.
 """
@@ -8,11 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.membership.domain import Enrollment, InjuryReport, Member, Union, parse_national_id
 from services.membership.tables import (
     cards,
     claim_events,
@@ -26,6 +29,10 @@ from services.membership.tables import (
 )
 from services.membership.vault import Vault
 from shared.contracts.common import Benefit
+from shared.contracts.plans import Plan
+
+if TYPE_CHECKING:
+    from services.membership.handlers import PlanDefinition
 
 JSON = dict[str, Any]
 
@@ -131,6 +138,12 @@ async def search_members(
         ident = identities.get(r["member_id"])
         r["national_id"] = ident.national_id if ident else None
     return rows
+
+
+async def member_with_national_id(conn: AsyncConnection, vault: Vault, national_id: str) -> JSON | None:
+    """The member whose national ID this is (looked up by its blind index), or None."""
+    member_id = await vault.member_with_national_id(conn, parse_national_id(national_id))
+    return await member_detail(conn, vault, uuid.UUID(member_id)) if member_id else None
 
 
 async def member_detail(conn: AsyncConnection, vault: Vault, member_id: uuid.UUID) -> JSON | None:
@@ -319,3 +332,103 @@ async def enrollment_statistics(conn: AsyncConnection, *, year: int, union_id: u
         "plans_with_enrollments": sum(1 for i in items if i["enrollments"]),
         "plans": items,
     }
+
+
+# --- plan catalogue ---------------------------------------------------------------------------
+
+
+async def plan_by_code(conn: AsyncConnection, code: str) -> Plan | None:
+    definition = await conn.scalar(sa.select(plans.c.definition).where(plans.c.code == code))
+    return Plan.model_validate(definition) if definition is not None else None
+
+
+async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
+    """Each edited plan's stream version (seeded defaults never edited are left out). Reports
+    carry it, so the claims service knows when it has applied every edit the report came after."""
+    rows = await conn.execute(sa.select(plans.c.code, plans.c.version).where(plans.c.version > 0))
+    return {code: int(version) for code, version in rows}
+
+
+async def catalogue(conn: AsyncConnection) -> list[Plan]:
+    rows = await conn.execute(sa.select(plans.c.definition).order_by(plans.c.position, plans.c.code))
+    return [Plan.model_validate(d) for (d,) in rows]
+
+
+# --- answers of commands ----------------------------------------------------------------------
+
+
+def union_created(union: Union) -> JSON:
+    return {"union_id": str(union.id)}
+
+
+def member_created(member: Member) -> JSON:
+    return {"member_id": str(member.id)}
+
+
+def transfer_answer(member: Member) -> JSON:
+    return {
+        "member_id": str(member.id),
+        "union_id": str(member.union_id),
+        "transferred_on": member.last_moved_on.isoformat(),
+    }
+
+
+def leave_answer(member: Member) -> JSON:
+    assert member.left_on is not None and member.leave_reason is not None
+    return {
+        "member_id": str(member.id),
+        "status": "left",
+        "left_on": member.left_on.isoformat(),
+        "reason": member.leave_reason.value,
+    }
+
+
+def card_issued_answer(member: Member) -> JSON:
+    card = member.cards[-1]
+    return {"card_last4": card.last4, "issued_on": card.issued_on.isoformat()}
+
+
+def card_cancelled_answer(member: Member) -> JSON:
+    card = member.cards[-1]
+    assert card.cancelled_on is not None
+    return {"card_last4": card.last4, "cancelled_on": card.cancelled_on.isoformat()}
+
+
+def card_replaced_answer(member: Member) -> JSON:
+    old, new = member.cards[-2], member.cards[-1]
+    return {"card_last4": new.last4, "replaced_card_last4": old.last4, "issued_on": new.issued_on.isoformat()}
+
+
+def enrollment_created(enrollment: Enrollment) -> JSON:
+    return {
+        "enrollment_id": str(enrollment.enrollment_id),
+        "plan_code": enrollment.plan_code,
+        "shares": enrollment.shares,
+        "starts_on": enrollment.starts_on.isoformat(),
+        "ends_on": enrollment.ends_on.isoformat(),
+    }
+
+
+def enrollment_cancelled(enrollment: Enrollment) -> JSON:
+    assert enrollment.cancelled_on is not None
+    return {
+        "enrollment_id": str(enrollment.enrollment_id),
+        "status": "cancelled",
+        "cancelled_on": enrollment.cancelled_on.isoformat(),
+    }
+
+
+def report_accepted(report: InjuryReport) -> JSON:
+    return {
+        "report_id": str(report.id),
+        "member_id": str(report.member_id),
+        "member_version": report.member_version,
+    }
+
+
+def plan_answer(plan: Plan) -> JSON:
+    return plan.model_dump(mode="json")
+
+
+def plan_defined_answer(result: PlanDefinition) -> JSON:
+    return {**plan_answer(result.plan), "changed": result.changed}

@@ -10,9 +10,9 @@ import secrets
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import LOCAL_TOKENS, service_settings
+from services.claims.app import ClaimsSettings as Settings
+from shared.settings import LOCAL_TOKENS
 
-Settings = service_settings("claims", 8002)
 REAL_KEY = base64.b64encode(os.urandom(32)).decode()
 REAL_DB = "postgresql+asyncpg://claims:s3cret@db:5432/claims"
 GOOD_TOKEN = secrets.token_hex(32)  # what deploy/README.md generates (openssl rand -hex 32)
@@ -99,3 +99,21 @@ def test_production_refuses_short_tokens() -> None:
 
 def test_development_mode_keeps_accepting_short_tokens() -> None:
     assert Settings(api_tokens=json.dumps({"t-1": "staff"})).tokens() == {"t-1": "staff"}
+
+
+def test_each_service_reads_its_own_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.membership.settings import MembershipSettings
+
+    monkeypatch.setenv("MEMBERSHIP_PORT", "9101")
+    monkeypatch.setenv("MEMBERSHIP_TOPIC", "m.topic")
+    monkeypatch.setenv("MEMBERSHIP_DATABASE_URL", REAL_DB)
+    monkeypatch.setenv("MEMBERSHIP_DATABASE_PASSWORD", "p@ss/word")
+    monkeypatch.setenv("MEMBERSHIP_CLAIMS_TOPIC", "c.topic")
+    monkeypatch.setenv("CLAIMS_HOST", "10.0.0.5")
+    monkeypatch.setenv("CLAIMS_MEMBERSHIP_TOPIC", "m.topic")
+    m = MembershipSettings()
+    assert (m.port, m.topic, m.claims_topic, m.host) == (9101, "m.topic", "c.topic", "127.0.0.1")
+    assert m.database_url == "postgresql+asyncpg://claims:p%40ss%2Fword@db:5432/claims"
+    c = Settings()
+    assert (c.port, c.host, c.membership_topic, c.topic) == (8002, "10.0.0.5", "m.topic", "claims.events")
+    assert "claims-local" in c.database_url

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from services.claims.api import router
 from services.claims.app import ClaimsSettings, build_runtime
+from shared.clock import fixed
 from shared.contracts import membership as m
 from shared.contracts.common import Gender
 from shared.envelope import EventEnvelope
@@ -25,6 +26,8 @@ from shared.kafka import ensure_topics
 from shared.runtime import ServiceRuntime
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
+#: The business date of every claims test (the service is given ``fixed(TODAY)``, not the real date).
+TODAY = date(2016, 8, 10)
 
 
 class MembershipFeed:
@@ -140,7 +143,7 @@ async def running_claims(
 ) -> AsyncIterator[tuple[ServiceRuntime, FastAPI, httpx.AsyncClient]]:
     """``group_suffix``: a fresh consumer group replays the topic from offset 0; ``inbox_name``: a
     fresh inbox forgets what was processed (as after losing the inbox table)."""
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, clock=fixed(TODAY))
     for sub in runtime.subscriptions:
         sub.group_id += group_suffix
         if inbox_name:

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.claims.handlers import today
 from services.claims.tables import coverage_enrollments
-from tests.integration.claims.conftest import STAFF, ClaimsUnderTest
+from tests.integration.claims.conftest import STAFF, TODAY, ClaimsUnderTest
 from tests.kafka_support import eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -133,7 +132,7 @@ async def test_idempotency_key_replays_the_first_answer(claims: ClaimsUnderTest)
 
 async def test_illness_claim_obeys_the_female_special_disease_waiting_period(claims: ClaimsUnderTest) -> None:
     f, member = claims.feed, uuid.uuid4()
-    start = today() - timedelta(days=45)
+    start = TODAY - timedelta(days=45)
     enrolment = f.enrolled(member, start, start + timedelta(days=364), plan="female_special_disease")
     await f.send(f.joined(member), f.card(member), enrolment)
     eid = enrolment.data["enrollment_id"]

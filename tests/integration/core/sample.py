@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.aggregate import Aggregate, Conflict
+from shared.aggregate import Aggregate, Conflict, applies
 from shared.events import DomainEvent, EventRegistry
 
 
@@ -28,7 +28,7 @@ def _renamed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {"new_name": data.pop("name"), "reason": "unknown (v1)", **data}
 
 
-class Counter(Aggregate):
+class Counter(Aggregate[str]):
     stream_type = "Counter"
 
     def __init__(self, aggregate_id: str) -> None:
@@ -40,5 +40,6 @@ class Counter(Aggregate):
             raise Conflict("only positive counts")
         self._raise(Counted(n=n))
 
-    def _on_Counted(self, event: Counted) -> None:
+    @applies(Counted)
+    def _counted(self, event: Counted) -> None:
         self.total += event.n

@@ -1,4 +1,4 @@
-"""The event store on the real PostgreSQL: concurrency, atomicity, upcasting, snapshots."""
+"""The event store on the real PostgreSQL: concurrency, atomicity, upcasting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore, Snapshot
+from shared.eventstore import ConcurrencyError, DuplicateEventError, EventStore
 from shared.tables import events, outbox
 from shared.unit_of_work import UnitOfWork, retrying
 from tests.integration.core.sample import Counted, Counter, Renamed, registry
@@ -127,13 +127,3 @@ async def test_read_all_returns_every_stream_in_position_order(core_engine: Asyn
         first = await es.read_all(conn, 0, limit=3)
         rest = await es.read_all(conn, first[-1].position)
     assert [s.envelope.data["n"] for s in first + rest] == [0, 1, 2, 3, 4]
-
-
-async def test_snapshot_keeps_the_newest_version(core_engine: AsyncEngine) -> None:
-    es = store()
-    async with core_engine.begin() as conn:
-        await es.save_snapshot(conn, Snapshot("s", 5, {"total": 5}))
-        await es.save_snapshot(conn, Snapshot("s", 3, {"total": 3}))  # older: ignored
-    async with core_engine.connect() as conn:
-        snap = await es.load_snapshot(conn, "s")
-    assert snap == Snapshot("s", 5, {"total": 5})

@@ -104,3 +104,11 @@ async def service(module_database_url: str, infra: Infra) -> AsyncIterator[Servi
         root.removeHandler(collector)
         root.setLevel(old_level)
         sql.setLevel(old_sql_level)
+
+
+@pytest.fixture(scope="module")
+async def tree(service: Service) -> dict[str, str]:
+    """A municipal -> district -> street -> grassroots chain of this module's service."""
+    from tests.integration.membership.support import union_tree
+
+    return await union_tree(service)

@@ -129,3 +129,54 @@ def problem_fields(body: dict[str, Any]) -> set[str]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+ENVELOPE_FIELDS = {
+    "event_id",
+    "event_type",
+    "schema_version",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "occurred_at",
+    "producer",
+    "correlation_id",
+    "causation_id",
+    "data",
+}
+
+
+async def post(service: Service, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return await service.client.post(path, json=body, headers=headers if headers is not None else STAFF)
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if field is not None:
+        assert field in problem_fields(body), body
+    return body
+
+
+async def assert_nothing_personal_left(service: Service, grassroots: str) -> None:
+    """Run last in each test module: nothing personal the module's service was sent (national
+    IDs, phones, card numbers, health details) is on Kafka, in the event store or in the logs."""
+    await new_member(service, grassroots, card=True)  # so this stands on its own too
+    assert len(service.secrets) >= 3
+    messages = await published(service)
+    assert len({json.loads(m.value)["event_id"] for m in messages}) >= await stored_event_count(service)
+    for m in messages:
+        raw = m.value + (m.key or b"") + b"".join(m.headers.values())
+        for secret in service.secrets:
+            assert secret.encode() not in raw, "personal data on Kafka"
+    async with service.runtime.engine.connect() as conn:
+        stored = await conn.scalar(sa.text("SELECT string_agg(data::text, ' ') FROM events"))
+    logs = "\n".join(service.logs)
+    assert "INSERT INTO member_identities" in logs  # the collector saw SQL with its parameters too
+    for secret in service.secrets:
+        assert secret not in (stored or ""), "personal data in the event store"
+        assert secret not in logs, "personal data in the logs"
+    dlq = await read_topic(service.kafka, f"{service.claims_topic}.dlq", expect=1, timeout=2)
+    assert dlq == []  # the claims consumer handled (or skipped) everything it was sent

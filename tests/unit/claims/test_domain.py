@@ -216,7 +216,7 @@ def test_illness_claim_rules() -> None:
 
 
 def filed() -> Claim:
-    claim = Claim(str(uuid.uuid4()))
+    claim = Claim(uuid.uuid4())
     claim.file(
         member_id=MEMBER,
         plan_code=ACCIDENT_PLAN,
@@ -254,7 +254,7 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
     claim.receive_documents(list(claim.state.required))
     history = [
         ClaimFiled(
-            claim_id=uuid.UUID(claim.id),
+            claim_id=claim.id,
             member_id=MEMBER,
             report_id=REPORT,
             plan_code=ACCIDENT_PLAN,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -34,8 +33,8 @@ ACCIDENT = PLANS["accident_injury"]
 FEMALE = PLANS["female_special_disease"]
 
 
-def ident() -> str:
-    return str(uuid.uuid4())
+def ident() -> uuid.UUID:
+    return uuid.uuid4()
 
 
 def expect(exc_type: type[DomainError], field: str | None = None, code: str | None = None) -> Any:
@@ -130,20 +129,10 @@ def replayed(agg: Member) -> Member:
 # --- purity -----------------------------------------------------------------------------------
 
 
-def test_domain_module_is_pure() -> None:
+def test_plan_data_comes_in_as_values_never_from_constants_here() -> None:
+    # Import purity of every service's domain is tests/unit/test_domain_purity.py.
     source = Path(domain.__file__).read_text()
-    tree_ = ast.parse(source)
-    imported = {
-        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
-        for node in ast.walk(tree_)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
-    allowed_prefixes = ("shared.aggregate", "shared.contracts")
-    stdlib = {"__future__", "calendar", "re", "uuid", "dataclasses", "datetime", "decimal"}
-    assert {m for m in imported if m not in stdlib and not m.startswith(allowed_prefixes)} == set()
-    assert "today()" not in source and ".now(" not in source  # the caller passes "today" in
-    for plan in DEFAULT_PLANS:  # plan data comes in as values, never from constants here
+    for plan in DEFAULT_PLANS:
         assert f'"{plan.code}"' not in source
 
 
@@ -255,7 +244,7 @@ def test_join_raises_member_joined_without_personal_identifiers() -> None:
     )
     [event] = m.pending_events
     assert isinstance(event, MemberJoined)
-    assert event.full_name == "王小明" and event.union_id == uuid.UUID(GRASSROOTS.id)
+    assert event.full_name == "王小明" and event.union_id == GRASSROOTS.id
     assert event.employer == "顺义某公司"
     assert not {"national_id", "phone"} & set(MemberJoined.model_fields)
     assert replayed(m).union_id == GRASSROOTS.id

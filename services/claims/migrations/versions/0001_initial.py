@@ -8,12 +8,138 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from services.claims.projections import default_plan_rows
 from shared.migrations import create_core_tables, drop_core_tables, uuid_column
+
+#: The catalogue as this migration seeded it, frozen as a literal (a copy of
+#: shared/contracts/plans.py DEFAULT_PLANS when it was written): later edits to the live
+#: defaults must not change what an old migration does.
+SEEDED_PLANS: list[dict[str, Any]] = [
+    {
+        "code": "accident_injury",
+        "name": "在职职工意外伤害互助保障",
+        "benefit": "paid",
+        "claim_kind": "injury",
+        "price_levels": ["26", "50", "74", "100"],
+        "term_months": 12,
+        "min_age": 16,
+        "max_age": 60,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": "60000",
+        "max_benefit": None,
+        "active": True,
+    },
+    {
+        "code": "female_special_disease",
+        "name": "在职女职工特殊疾病互助保障",
+        "benefit": "paid",
+        "claim_kind": "illness",
+        "price_levels": ["25"],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": ["female"],
+        "waiting_days": 30,
+        "reduced_benefit_until_days": 60,
+        "reduced_benefit_amount": "500",
+        "benefit_per_share": "15000",
+        "max_benefit": None,
+        "active": True,
+    },
+    {
+        "code": "critical_illness",
+        "name": "在职职工重大疾病互助保障",
+        "benefit": "paid",
+        "claim_kind": "illness",
+        "price_levels": ["40"],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": None,
+        "max_benefit": None,
+        "active": True,
+    },
+    {
+        "code": "hospitalization_allowance",
+        "name": "在职职工住院津贴互助保障",
+        "benefit": "paid",
+        "claim_kind": "hospitalization",
+        "price_levels": ["60"],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": None,
+        "max_benefit": "7200",
+        "active": True,
+    },
+    {
+        "code": "hospital_medical",
+        "name": "在职职工住院医疗互助保障",
+        "benefit": "paid",
+        "claim_kind": "hospitalization",
+        "price_levels": [],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": None,
+        "max_benefit": None,
+        "active": True,
+    },
+    {
+        "code": "child_accident",
+        "name": "在职职工子女意外伤害互助保障",
+        "benefit": "paid",
+        "claim_kind": "child",
+        "price_levels": [],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": None,
+        "max_benefit": None,
+        "active": True,
+    },
+    {
+        "code": "card_non_work_accident",
+        "name": "京卡非工伤意外伤害综合互助保障",
+        "benefit": "card",
+        "claim_kind": "injury",
+        "price_levels": [],
+        "term_months": 12,
+        "min_age": None,
+        "max_age": None,
+        "genders": None,
+        "waiting_days": 0,
+        "reduced_benefit_until_days": 0,
+        "reduced_benefit_amount": None,
+        "benefit_per_share": None,
+        "max_benefit": "20000",
+        "active": True,
+    },
+]
 
 revision = "0001"
 down_revision = None
@@ -96,7 +222,7 @@ def upgrade() -> None:
         sa.Column("reasons", JSONB, nullable=False),
         sa.Column("decided_at", TS, nullable=False),
     )
-    op.bulk_insert(plans, default_plan_rows())
+    op.bulk_insert(plans, [{"code": p["code"], "body": p} for p in SEEDED_PLANS])
 
 
 def downgrade() -> None:

@@ -1,0 +1,64 @@
+"""The append workloads: ``append1`` (one event per command), ``batch`` (several per command)
+and ``load1`` (load + decide + append), each run by every contender of bench/contenders.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+
+from bench.contenders import EventSourcingLib, Ours, Raw
+from bench.harness import Contender, Plan, Series, drive_async, drive_sync
+
+# --------------------------------------------------------------------------- append workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    label: str
+    per_command: int
+    load: bool  # load + decide + append, instead of append only
+    events: int  # per timed run
+    streams: int  # written round-robin
+
+
+def contenders_for(w: Workload, ours: Ours, raw: Raw, es: EventSourcingLib | None) -> list[Contender]:
+    ours_op = ours.load_decide_append() if w.load else ours.append_only(w.per_command)
+    raw_op = raw.load_decide_append() if w.load else raw.append_only(w.per_command)
+    result = [
+        Contender("ours", lambda p: drive_async(ours_op, p), ours.reset, ours.stored),
+        Contender("raw", lambda p: drive_async(raw_op, p), raw.reset, raw.stored),
+    ]
+    if es is not None:
+        lib = es
+        es_op = lib.load_decide_append() if w.load else lib.append_only(w.per_command)
+        result.append(
+            Contender(
+                "eventsourcing",
+                lambda p: asyncio.to_thread(drive_sync, es_op, p),
+                lambda: asyncio.to_thread(lib.reset),
+                lambda: asyncio.to_thread(lib.stored),
+            )
+        )
+    return result
+
+
+async def measure_append(
+    w: Workload, contenders: list[Contender], args: argparse.Namespace
+) -> dict[str, Series]:
+    series = {c.name: Series() for c in contenders}
+    for c in contenders:  # warm-up: connections, prepared statements, code paths
+        await c.reset()
+        await c.run(Plan.make(args.warmup, w.per_command, w.streams, args.max_seconds))
+    for r in range(args.rounds):
+        shift = r % len(contenders)  # rotate the order so no one always runs first or last
+        for c in contenders[shift:] + contenders[:shift]:
+            await c.reset()
+            result = await c.run(Plan.make(w.events, w.per_command, w.streams, args.max_seconds))
+            stored = await c.stored()
+            if stored != result.events:
+                raise RuntimeError(f"{c.name}: {stored} rows stored, {result.events} expected")
+            series[c.name].results.append(result)
+            print(f"  {w.key:<8} round {r + 1} {c.name:<14} {result.rate:>10,.0f} ev/s", flush=True)
+    return series

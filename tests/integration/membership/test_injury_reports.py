@@ -1,0 +1,98 @@
+"""Injury reports through HTTP: health data kept private. On the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from services.membership.tables import injury_details
+from shared.tables import events as events_table
+from tests.integration.membership.conftest import Service
+from tests.integration.membership.support import (
+    INTEGRATOR,
+    SUPERVISOR,
+    assert_nothing_personal_left,
+    assert_problem,
+    envelopes,
+    new_id,
+    new_member,
+    post,
+    published,
+)
+
+pytestmark = pytest.mark.integration
+
+
+# --- injury reports ---------------------------------------------------------------------------
+
+
+async def test_injury_report_keeps_health_data_private(service: Service, tree: dict[str, str]) -> None:
+    m = await new_member(service, tree["grassroots"], joined_on=date(2014, 5, 1), card=True)
+    path = f"/v1/members/{m['member_id']}/injury-reports"
+    description = f"右手被机器划伤-{uuid.uuid4().hex[:8]}"
+    diagnosis = f"右手掌裂伤缝合-{uuid.uuid4().hex[:8]}"
+    hospital = f"顺义区医院-{uuid.uuid4().hex[:8]}"
+    service.secrets.extend([description, diagnosis, hospital])
+    body = {
+        "occurred_on": "2016-08-01",
+        "work_related": False,
+        "description": description,
+        "diagnosis": diagnosis,
+        "hospital": hospital,
+    }
+    assert_problem(await post(service, path, {**body, "occurred_on": "2016-08-11"}), 422, "occurred_on")
+    assert_problem(await post(service, path, {**body, "occurred_on": "2014-04-30"}), 422, "occurred_on")
+    assert_problem(await post(service, path, {**body, "work_related": "no"}), 422, "work_related")
+    assert_problem(
+        await post(service, path, {k: v for k, v in body.items() if k != "diagnosis"}), 422, "diagnosis"
+    )
+    assert_problem(await post(service, f"/v1/members/{new_id()}/injury-reports", body), 404)
+
+    r = await post(service, path, body)
+    assert r.status_code == 202, r.text
+    report_id = r.json()["report_id"]
+    assert r.json()["member_version"] == 2  # joined + card
+    assert description not in r.text
+
+    listed = await service.client.get(path, headers=INTEGRATOR)
+    assert listed.status_code == 200 and [i["report_id"] for i in listed.json()["items"]] == [report_id]
+    assert description not in listed.text and diagnosis not in listed.text
+    assert (
+        await service.client.get(f"/v1/injury-reports/{report_id}", headers=INTEGRATOR)
+    ).status_code == 403
+    detail = (await service.client.get(f"/v1/injury-reports/{report_id}", headers=SUPERVISOR)).json()
+    assert (detail["description"], detail["diagnosis"], detail["hospital"]) == (
+        description,
+        diagnosis,
+        hospital,
+    )
+    assert detail["occurred_on"] == "2016-08-01" and detail["work_related"] is False
+
+    async with service.runtime.engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(injury_details).where(injury_details.c.report_id == uuid.UUID(report_id))
+            )
+        ).one()
+        event_data = await conn.scalar(
+            sa.select(sa.cast(events_table.c.data, sa.Text)).where(events_table.c.stream_id == report_id)
+        )
+    assert all(text not in " ".join(map(str, stored)) for text in (description, diagnosis, hospital))
+    assert event_data is not None and description not in event_data
+
+    [envelope] = envelopes(await published(service), report_id)
+    assert envelope["event_type"] == "InjuryReported" and envelope["aggregate_type"] == "InjuryReport"
+    assert envelope["data"]["member_id"] == m["member_id"] and envelope["data"]["member_version"] == 2
+    assert envelope["data"]["occurred_on"] == "2016-08-01" and envelope["data"]["reported_on"] == "2016-08-10"
+    assert envelope["data"]["work_related"] is False
+    assert not {"description", "diagnosis", "hospital"} & set(envelope["data"])
+
+
+# --- last: nothing personal ever left the service ---------------------------------------------
+
+
+async def test_no_personal_data_on_kafka_in_events_or_logs(service: Service, tree: dict[str, str]) -> None:
+    await assert_nothing_personal_left(service, tree["grassroots"])
