@@ -73,7 +73,7 @@ class Slot:
         return self.starts_at < ends_at and starts_at < self.ends_at
 
 
-class Counselor(Aggregate):
+class Counselor(Aggregate[str]):
     """A counsellor of the partner provider or a volunteer, acting through one token subject.
     Their slots live in their stream, so "no two slots of one counsellor overlap" is decided
     against every slot they have, under the stream's optimistic concurrency."""
@@ -194,7 +194,7 @@ class Status(StrEnum):
     NO_SHOW = "no_show"
 
 
-class Appointment(Aggregate):
+class Appointment(Aggregate[str]):
     stream_type = "Appointment"
 
     def __init__(self, aggregate_id: str) -> None:

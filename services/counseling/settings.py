@@ -5,23 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from shared.crypto import KeyRing
-from shared.settings import LOCAL_KEY, CommonSettings, service_settings
-
-if TYPE_CHECKING:  # what service_settings() adds, spelled out for the type checker
-
-    class _ServiceSettings(CommonSettings):
-        database_url: str
-        port: int
-        host: str
-        topic: str
-
-else:
-    _ServiceSettings = service_settings("counseling", 8004)
+from shared.settings import LOCAL_KEY, ServiceSettings
 
 #: A notes key everybody knows (it is in the source): local runs only, refused in production.
 LOCAL_NOTES_KEY_ID = "local-1"
@@ -29,12 +17,15 @@ LOCAL_NOTES_KEY = base64.b64encode(b"local-counseling-notes-key-32byt").decode()
 LOCAL_NOTES_KEYS = json.dumps({LOCAL_NOTES_KEY_ID: LOCAL_NOTES_KEY})
 
 
-class CounselingSettings(_ServiceSettings):
+class CounselingSettings(ServiceSettings):
     """Environment: COUNSELING_DATABASE_URL, COUNSELING_HOST, COUNSELING_PORT (8004),
     COUNSELING_TOPIC (counseling.events), COUNSELING_MEMBERSHIP_TOPIC (membership.events),
     COUNSELING_NOTES_KEYS (JSON ``{"key id": "base64 of 32 bytes", ...}``: every key whose notes
     must stay readable), COUNSELING_NOTES_KEY_ID (the key new notes are written under), and the
     common UNION_* settings."""
+
+    service = "counseling"
+    default_port = 8004
 
     membership_topic: str = Field(default="membership.events", validation_alias="COUNSELING_MEMBERSHIP_TOPIC")
     notes_keys: str = Field(default=LOCAL_NOTES_KEYS, validation_alias="COUNSELING_NOTES_KEYS", repr=False)

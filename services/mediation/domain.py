@@ -121,7 +121,7 @@ class Session:
     minutes: bool = False
 
 
-class Case(Aggregate):
+class Case(Aggregate[str]):
     stream_type = "Case"
     ignores = (RoomBooked,)  # the room's stream
 
@@ -398,7 +398,7 @@ def room_id(union_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"mediation-room:{union_id}")
 
 
-class Room(Aggregate):
+class Room(Aggregate[str]):
     """A union's mediation room. Every booking appends to this one stream, so two concurrent
     bookings cannot both pass the overlap check: the second append fails on the stream version
     and is decided again on fresh state."""

@@ -292,7 +292,7 @@ async def sweep(uow: UnitOfWork, command: Sweep, clock: Clock) -> SweepResult:
     ``MediationDeadlinePassed`` / ``ArbitrationLimitNear`` once each (a second sweep adds none)."""
     on = command.on or clock()
     result = SweepResult(on)
-    changed: list[Aggregate] = []
+    changed: list[Aggregate[str]] = []
     for case_id in await views.sweep_candidates(uow.conn, on):
         case = await _case(uow, case_id)
         found = case.sweep(on)

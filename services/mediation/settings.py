@@ -4,34 +4,25 @@ the keys of the minutes' KeyRing."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from shared.contracts import membership
 from shared.crypto import KeyRing
-from shared.settings import LOCAL_KEY, CommonSettings, service_settings
-
-if TYPE_CHECKING:  # what service_settings() adds, spelled out for the type checker
-
-    class _ServiceSettings(CommonSettings):
-        database_url: str
-        port: int
-        host: str
-        topic: str
-
-else:
-    _ServiceSettings = service_settings("mediation", 8005)
+from shared.settings import LOCAL_KEY, ServiceSettings
 
 #: The development key ring: the documented local key under id ``local``.
 LOCAL_MINUTES_KEYS = json.dumps({"local": LOCAL_KEY})
 
 
-class MediationSettings(_ServiceSettings):
+class MediationSettings(ServiceSettings):
     """Environment: MEDIATION_DATABASE_URL, MEDIATION_HOST, MEDIATION_PORT (8005),
     MEDIATION_TOPIC (mediation.events), MEDIATION_MEMBERSHIP_TOPIC (membership.events),
     MEDIATION_MINUTES_KEYS (JSON {key id: base64 of 32 bytes}), MEDIATION_MINUTES_KEY_ID (the
     current key), KAFKA_BOOTSTRAP_SERVERS, UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY."""
+
+    service = "mediation"
+    default_port = 8005
 
     membership_topic: str = Field(default=membership.TOPIC, validation_alias="MEDIATION_MEMBERSHIP_TOPIC")
     minutes_keys: str = Field(
