@@ -60,11 +60,15 @@ CARD = "card_non_work_accident"
 SERVICES: dict[str, tuple[str, ...]] = {
     "membership": ("claims.events",),
     "claims": ("membership.events",),
+    "counseling": ("membership.events",),
+    "mediation": ("membership.events",),
 }
 PROBE_HEADER = "fault_probe"
 FAULT_KINDS = (
     "kill_membership",
     "kill_claims",
+    "kill_counseling",
+    "kill_mediation",
     "kafka_sigterm",
     "kafka_sigkill",
     "postgres_fast",
@@ -182,6 +186,7 @@ class Campaign:
     unexpected_exits: list[str] = field(default_factory=list)
     probes_sent: Counter[str] = field(default_factory=Counter)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    all_kinds_done: asyncio.Event = field(default_factory=asyncio.Event)
     killing: set[str] = field(default_factory=set)
 
     def url(self, name: str) -> str:
@@ -325,13 +330,17 @@ async def drive(c: Campaign, members: list[MemberPlan], rng: random.Random) -> N
     tasks: list[asyncio.Task[None]] = []
     start = time.monotonic()
     async with httpx.AsyncClient(base_url=c.url("membership"), headers=STAFF, timeout=10) as client:
-        for i in range(c.args.reports):
+        i = 0
+        # At least --reports; more (at the same rate, up to three times as many) while some fault
+        # kind has not happened yet, so that a short run still meets every fault under load.
+        while i < c.args.reports or (not c.all_kinds_done.is_set() and i < 3 * c.args.reports):
             due = start + i / c.args.rate
             if (pause := due - time.monotonic()) > 0:
                 await asyncio.sleep(pause)
             report = Report(f"r-{c.args.seed}-{i}", rng.choice(members), rng.random() < 0.2)
             c.reports.append(report)
             tasks.append(asyncio.create_task(send_report(c, client, report, limit)))
+            i += 1
         await asyncio.gather(*tasks)
 
 
@@ -422,6 +431,8 @@ async def chaos(c: Campaign, rng: random.Random, kinds: list[str]) -> None:
             rng.shuffle(round_)
         kind = round_.pop()
         c.faults.append(await run_fault(c, kind, rng))
+        if set(kinds) <= {f.kind for f in c.faults}:
+            c.all_kinds_done.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(c.stop.wait(), rng.uniform(*c.args.gap))
 
@@ -614,7 +625,11 @@ async def count(c: Campaign) -> dict[str, Any]:
                 unexpected_dead.append(f"{consumed}: {headers.get('dlq_error', '')[:160]}")
     result["dead_letters"] = dict(dead)
     result["dead_letters_unexpected"] = unexpected_dead
-    sent_bad = sum(n for k, n in c.probes_sent.items() if not k.endswith(":unknown_type"))
+    # Each consumer group of a topic dead-letters a malformed probe on its own.
+    groups = Counter(t for consumed in SERVICES.values() for t in consumed)
+    sent_bad = sum(
+        n * groups[k.split(":")[0]] for k, n in c.probes_sent.items() if not k.endswith(":unknown_type")
+    )
     result["probes_expected_in_dlq"] = sent_bad
     result["probes_in_dlq"] = sum(
         n for k, n in dead.items() if not k.endswith(":REAL EVENT") and not k.endswith(":unknown_type")
@@ -771,7 +786,8 @@ async def campaign(args: argparse.Namespace) -> int:
         )
         T0 = time.time()
         supervisor = asyncio.create_task(supervise(c))
-        chaos_task = asyncio.create_task(chaos(c, rng, kinds))
+        # Its own RNG: the schedule does not depend on how the load's choices interleave.
+        chaos_task = asyncio.create_task(chaos(c, random.Random(args.seed + 1), kinds))
         started = time.monotonic()
         await drive(c, members, rng)
         drive_seconds = time.monotonic() - started
