@@ -62,7 +62,8 @@ async def activities_with_future_registrations(
     r, a = t.registrations, t.activities
     start = datetime.combine(from_day, time(0), BEIJING)
     rows = await conn.execute(
-        sa.select(sa.distinct(r.c.activity_id))
+        sa.select(r.c.activity_id)
+        .distinct()
         .join(a, a.c.activity_id == r.c.activity_id)
         .where(
             r.c.member_id == member_id,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import claims, compat, guide, membership
+from shared.contracts import activities, claims, compat, guide, membership
 from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent, EventRegistry
@@ -59,7 +59,7 @@ class ServiceContract:
         return f"{self.name}.{sub.consumer}"
 
 
-#: Every service with events. activities, counseling and mediation join here when they exist.
+#: Every service with events. counseling and mediation join here when they exist.
 SERVICES: tuple[ServiceContract, ...] = (
     ServiceContract(
         "membership",
@@ -72,6 +72,12 @@ SERVICES: tuple[ServiceContract, ...] = (
         claims.TOPIC,
         claims.registry,
         (Subscription(membership.TOPIC, membership.registry, "coverage"),),
+    ),
+    ServiceContract(
+        "activities",
+        activities.TOPIC,
+        activities.registry,
+        (Subscription(membership.TOPIC, membership.registry, "members"),),
     ),
 )
 

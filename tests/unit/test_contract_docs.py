@@ -142,13 +142,14 @@ def test_asyncapi_says_what_a_subscriber_needs() -> None:
 
 
 def test_documented_consumer_groups_are_the_ones_the_services_run() -> None:
+    from services.activities.app import build_runtime as activities_runtime
     from services.claims.app import build_runtime as claims_runtime
     from services.membership.app import build_runtime as membership_runtime
     from services.membership.settings import MembershipSettings
 
     running = {
         (runtime.name, sub.topic, sub.group_id)
-        for runtime in (claims_runtime(), membership_runtime(MembershipSettings()))
+        for runtime in (claims_runtime(), membership_runtime(MembershipSettings()), activities_runtime())
         for sub in runtime.subscriptions
     }
     documented = {(s.name, sub.topic, s.group_id(sub)) for s in docs.SERVICES for sub in s.consumes}

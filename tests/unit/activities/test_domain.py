@@ -324,3 +324,12 @@ def test_domain_module_is_pure() -> None:
     allowed = ("shared.aggregate", "shared.contracts")
     assert {m for m in imported if m not in stdlib and not m.startswith(allowed)} == set()
     assert "today()" not in source and ".now(" not in source
+
+
+def test_every_event_type_is_handled_or_ignored_by_each_table() -> None:
+    from services.activities.handlers import member_reactions
+    from services.activities.projections import read_models
+    from shared.contracts import membership
+
+    assert read_models.unaccounted(c.registry) == []
+    assert member_reactions.unaccounted(membership.registry) == []
