@@ -80,3 +80,37 @@ async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Pa
         assert "Application shutdown complete" in service.log.read_text(), (
             f"{service.name} did not shut down cleanly"
         )
+
+
+@pytest.fixture
+async def activities_service(infra: Infra, services: System) -> AsyncIterator[ServiceProcess]:
+    """The activities service as a process beside ``services``, on its own fresh database,
+    consuming the same membership topic."""
+    name = f"e2e_activities_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = infra.admin_url.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    topic = services.topics["membership"].replace(".membership.events", ".activities.events")
+    await ensure_topics(infra.kafka, [topic])
+    services.topics["activities"] = topic
+    env = {
+        **services.env,
+        "ACTIVITIES_TOPIC": topic,
+        "ACTIVITIES_MEMBERSHIP_TOPIC": services.topics["membership"],
+        "ACTIVITIES_DATABASE_URL": f"{base}/{name}",
+    }
+    activities = ServiceProcess("activities", env, services.tmp_path)
+    activities.start()
+    try:
+        yield activities
+    finally:
+        code = activities.stop()
+        admin = await asyncpg.connect(infra.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    assert code in {0, -15}, f"graceful SIGTERM shutdown expected, got {code}"
