@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.membership import api
+from services.membership.activity_timeline import ACTIVITY_REACTIONS
 from services.membership.handlers import CLAIM_REACTIONS
 from services.membership.projections import apply
 from services.membership.settings import MembershipSettings
@@ -34,6 +35,7 @@ def build_runtime(settings: MembershipSettings) -> ServiceRuntime:
         projections=(apply,),
     )
     runtime.subscribe(runtime.consumer("claims", CLAIM_REACTIONS), settings.claims_topic)
+    runtime.subscribe(runtime.consumer("activities", ACTIVITY_REACTIONS), settings.activities_topic)
     return runtime
 
 

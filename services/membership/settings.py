@@ -23,6 +23,8 @@ else:
 class MembershipSettings(_ServiceSettings):
     """Environment: MEMBERSHIP_DATABASE_URL, MEMBERSHIP_HOST, MEMBERSHIP_PORT (8001),
     MEMBERSHIP_TOPIC (membership.events), MEMBERSHIP_CLAIMS_TOPIC (claims.events),
+    MEMBERSHIP_ACTIVITIES_TOPIC (activities.events),
     KAFKA_BOOTSTRAP_SERVERS, UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY, UNION_LOG_LEVEL."""
 
     claims_topic: str = Field(default="claims.events", validation_alias="MEMBERSHIP_CLAIMS_TOPIC")
+    activities_topic: str = Field(default="activities.events", validation_alias="MEMBERSHIP_ACTIVITIES_TOPIC")

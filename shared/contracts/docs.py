@@ -65,7 +65,10 @@ SERVICES: tuple[ServiceContract, ...] = (
         "membership",
         membership.TOPIC,
         membership.registry,
-        (Subscription(claims.TOPIC, claims.registry, "claims"),),
+        (
+            Subscription(claims.TOPIC, claims.registry, "claims"),
+            Subscription(activities.TOPIC, activities.registry, "activities"),
+        ),
     ),
     ServiceContract(
         "claims",

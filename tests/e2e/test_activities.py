@@ -118,6 +118,14 @@ async def test_mothers_day_fills_queues_and_promotes_and_a_leaver_loses_the_plac
         fourth = await eventually(lambda: register(members[3]))
         assert fourth["status"] == "confirmed"
 
+        # Membership shows the registration and the lost place on the member's timeline.
+        async def on_timeline() -> list[str] | None:
+            items = (await m.get(f"/v1/members/{members[0]}/timeline")).json()["items"]
+            found = [i["event_type"] for i in items if i["source"] == "activities"]
+            return found if "RegistrationCancelled" in found else None
+
+        assert await eventually(on_timeline) == ["RegistrationConfirmed", "RegistrationCancelled"]
+
     records = await read_topic(infra.kafka, services.topics["activities"], expect=8)
     published = [json.loads(rec.value) for rec in records]
     assert {e["producer"] for e in published} == {"activities"}

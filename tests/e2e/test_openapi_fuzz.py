@@ -93,6 +93,7 @@ def running(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "CLAIMS_TOPIC": topics["claims"],
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "MEMBERSHIP_ACTIVITIES_TOPIC": topics["claims"].replace(".claims.", ".activities."),
         "UNION_CONSUMER_GROUP_PREFIX": f"fuzz.{suffix}.",
     }
     logs: Path = tmp_path_factory.mktemp("fuzz")

@@ -63,6 +63,7 @@ async def production_runtime(
         "MEMBERSHIP_DATABASE_URL": production_database,
         "MEMBERSHIP_TOPIC": own,
         "MEMBERSHIP_CLAIMS_TOPIC": upstream,
+        "MEMBERSHIP_ACTIVITIES_TOPIC": f"prod.{suffix}.activities.events",
         "UNION_RELAY_POLL_INTERVAL": "0.2",
     }.items():
         monkeypatch.setenv(name, value)

@@ -333,3 +333,9 @@ def test_every_event_type_is_handled_or_ignored_by_each_table() -> None:
 
     assert read_models.unaccounted(c.registry) == []
     assert member_reactions.unaccounted(membership.registry) == []
+
+
+def test_the_membership_timeline_accounts_for_every_activities_event() -> None:
+    from services.membership.activity_timeline import timeline
+
+    assert timeline.unaccounted(c.registry) == []
