@@ -187,7 +187,11 @@ async def _interest(conn: AsyncConnection, env: EventEnvelope, e: c.InterestRegi
     await conn.execute(
         pg_insert(t.interests)
         .values(
-            interest_id=e.interest_id, member_id=e.member_id, kind=e.kind.value, registered_on=e.registered_on
+            interest_id=e.interest_id,
+            member_id=e.member_id,
+            kind=e.kind.value,
+            registered_on=e.registered_on,
+            registered_at=env.occurred_at,
         )
         .on_conflict_do_nothing()
     )

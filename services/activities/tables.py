@@ -105,6 +105,8 @@ interests = sa.Table(
     sa.Column("member_id", UUID(as_uuid=True), nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("registered_on", sa.Date, nullable=False),
+    #: When it was registered (its event's time): who asked first is told first.
+    sa.Column("registered_at", TS, nullable=False),
     #: The activity whose scheduling told this member; None while the interest is open.
     sa.Column("notified_activity_id", UUID(as_uuid=True), nullable=True),
     sa.Index("ix_interests_open", "kind", "member_id"),

@@ -44,13 +44,14 @@ async def has_open_interest(conn: AsyncConnection, member_id: uuid.UUID, kind: A
 
 
 async def open_interests(conn: AsyncConnection, kind: ActivityKind) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(interest_id, member_id) of the open interests in ``kind`` of members still active, oldest first."""
+    """(interest_id, member_id) of the open interests in ``kind`` of members still active, in the
+    order they were registered."""
     i, m = t.interests, t.known_members
     rows = await conn.execute(
         sa.select(i.c.interest_id, i.c.member_id)
         .join(m, m.c.member_id == i.c.member_id)
         .where(i.c.kind == kind.value, i.c.notified_activity_id.is_(None), m.c.left_on.is_(None))
-        .order_by(i.c.registered_on, i.c.interest_id)
+        .order_by(i.c.registered_at, i.c.interest_id)
     )
     return [(r.interest_id, r.member_id) for r in rows]
 

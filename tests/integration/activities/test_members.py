@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import date
 from typing import Any
@@ -100,10 +101,12 @@ async def test_a_departure_keeps_past_and_attended_registrations(activities: Act
     assert [(r["registration_id"], r["status"]) for r in listed] == [(rid, "confirmed")]
 
 
-async def test_residents_names_and_phones_never_reach_kafka_or_the_event_store(
-    activities: ActivitiesUnderTest,
+async def test_residents_names_and_phones_never_reach_kafka_the_event_store_or_logs(
+    activities: ActivitiesUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = activities
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # every statement, parameters hidden
     activity_id = await a.schedule(audience="residents", kind="lecture", title="Mind-body balance")
     name, phone = "赵小梅 Resident", "139 0000 7777"
     key = f"resident-{uuid.uuid4()}"
@@ -140,6 +143,10 @@ async def test_residents_names_and_phones_never_reach_kafka_or_the_event_store(
         )
     assert name not in stored and "7777" not in stored
     assert len(answers) > 2 and "7777" not in answers and name not in answers
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "INSERT INTO resident_contacts" in logged  # the statements were logged...
+    for secret in (name, phone, "13900007777"):
+        assert secret not in logged  # ...never their values
 
 
 async def test_interested_members_are_notified_when_the_next_one_is_scheduled(

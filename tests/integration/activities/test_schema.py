@@ -38,6 +38,10 @@ async def test_rebuilt_read_models_equal_the_inline_ones(activities: ActivitiesU
     assert (await a.http.post(f"{base}/volunteers", json=volunteer, headers=STAFF)).status_code == 201
     r = await a.http.post(f"{base}/volunteers", json=volunteer, headers=STAFF)
     assert (r.status_code, r.json()["code"]) == (409, "already_volunteering")
+    helper = {"member_id": str(members[2]), "role": "volunteer"}
+    assert (await a.http.post(f"{base}/volunteers", json=helper, headers=STAFF)).status_code == 201
+    r = await a.http.post(f"{base}/volunteers/{members[2]}/release", headers=STAFF)
+    assert r.status_code == 200
     a.clock.now = MOTHERS_DAY
     assert (await a.http.post(f"{base}/registrations/{ids[1]}/check-in", headers=STAFF)).status_code == 200
     body = {"rating": 4, "comment": "good"}

@@ -114,6 +114,7 @@ def upgrade() -> None:
         uuid_column("member_id", nullable=False),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("registered_on", sa.Date, nullable=False),
+        sa.Column("registered_at", TS, nullable=False),
         uuid_column("notified_activity_id", nullable=True),
     )
     op.create_index("ix_interests_open", "interests", ["kind", "member_id"])
