@@ -17,6 +17,8 @@ class LockSpace(IntEnum):
     MEMBER = 4
     #: Shared by every reaction that reads the plan catalogue; exclusive while a plan changes.
     CATALOGUE = 5
+    #: One activity's places (activities service): every command on it serialises here.
+    ACTIVITY = 6
 
 
 def xact_lock_sql(space: LockSpace, param: str = ":name") -> str:

@@ -1,11 +1,14 @@
-"""`make demo`: the seed story, walked through the public HTTP APIs of membership, claims and
-counseling.
+"""`make demo`: the seed story, walked through the public HTTP APIs of every service.
 
 A member of the Wulicang Second Community joint union, with a paid accident enrolment and a Jing
 card, hurts his hand. Both claims open by themselves, each with its own checklist; the card claim
-is documented, approved and paid. Then the heart station: the same member books a free session
-with the partner provider's counsellor, who completes it with notes that only she and the
-supervisor can read (every attempt audited). Every run uses a new member, so it can be repeated.
+is documented, approved and paid. Then the Mother's Day parent-child activity (children 3 to 12):
+it fills up, the families after that wait in line, a child of two is refused, a cancellation
+promotes the first in line, and a family who missed out registers interest for next time. Then a
+mediation case for unpaid wages climbs from the street station to the district and is agreed;
+and the heart station: the same member books a free session with the partner provider's
+counsellor, who completes it with notes that only she and the supervisor can read (every attempt
+audited). Every run uses new members, so it can be repeated.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ MEMBERSHIP = os.environ.get("DEMO_MEMBERSHIP_URL", "http://127.0.0.1:8001")
 CLAIMS = os.environ.get("DEMO_CLAIMS_URL", "http://127.0.0.1:8002")
 MEDIATION = os.environ.get("DEMO_MEDIATION_URL", "http://127.0.0.1:8005")
 COUNSELING = os.environ.get("DEMO_COUNSELING_URL", "http://127.0.0.1:8004")
+ACTIVITIES = os.environ.get("DEMO_ACTIVITIES_URL", "http://127.0.0.1:8003")
 TOKEN = os.environ.get("DEMO_TOKEN", "local-staff-token")
 COUNSELOR_TOKEN = os.environ.get("DEMO_COUNSELOR_TOKEN", "local-counselor-token")
 SUPERVISOR_TOKEN = os.environ.get("DEMO_SUPERVISOR_TOKEN", "local-supervisor-token")
@@ -47,12 +51,99 @@ def call(
     return answer
 
 
+def join(m: httpx.Client, union_id: str, full_name: str, gender: str, joined_on: date) -> str:
+    birth = date(1980, 1, 1) + timedelta(days=random.randint(0, 12 * 365))
+    body = {
+        "union_id": union_id,
+        "full_name": full_name,
+        "gender": gender,
+        "birth_date": birth.isoformat(),
+        "national_id": national_id(birth),
+        "joined_on": joined_on.isoformat(),
+    }
+    member_id: str = call(m, "POST", "/v1/members", body, 201)["member_id"]
+    return member_id
+
+
+def register(a: httpx.Client, activity: str, body: dict[str, Any]) -> httpx.Response:
+    """Register, retrying while the activities service has not heard of the member yet."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = a.post(f"/v1/activities/{activity}/registrations", json=body)
+        if r.status_code != 409 or r.json().get("code") != "member_not_known" or time.monotonic() > deadline:
+            return r
+        time.sleep(0.3)
+
+
+def mothers_day(m: httpx.Client, a: httpx.Client, union_id: str, today: date) -> None:
+    """Seed story, section 3: the Mother's Day parent-child activity, with places for 3 families."""
+    day = today + timedelta(days=14)
+    activity = call(
+        a,
+        "POST",
+        "/v1/activities",
+        {
+            "kind": "parent_child",
+            "title": "母亲节亲子活动 Mother's Day: button paintings and potted plants",
+            "starts_at": f"{day.isoformat()}T09:00:00+08:00",
+            "ends_at": f"{day.isoformat()}T12:00:00+08:00",
+            "venue": "顺义花卉中心 Shunyi flower centre",
+            "capacity": 3,
+            "audience": "member_families",
+            "child_age_min": 3,
+            "child_age_max": 12,
+            "union_id": union_id,
+            "partner": {
+                "name": "首都职工志愿服务 Capital workers' volunteer service",
+                "kind": "volunteer_team",
+            },
+        },
+        201,
+    )["activity_id"]
+    print(f"\nactivity   {activity} Mother's Day on {day}, 3 places, children 3-12")
+    mothers = ["李芳", "张敏", "刘静", "陈丽", "杨秀英", "赵娜"]
+    members = [join(m, union_id, name, "female", today - timedelta(days=400)) for name in mothers]
+    child = (day - timedelta(days=6 * 365)).isoformat()
+    registrations: list[tuple[str, dict[str, Any]]] = []
+    for name, member in zip(mothers[:5], members[:5], strict=True):
+        r = register(a, activity, {"member_id": member, "children": [{"birth_date": child}]})
+        if r.status_code != 201:
+            sys.exit(f"registration answered {r.status_code}: {r.text}")
+        answer = r.json()
+        registrations.append((name, answer))
+        where = f"waitlist #{answer['waitlist_position']}" if answer["waitlist_position"] else ""
+        print(f"  {name:<4} {answer['status']:<10} {where}")
+    too_young = (day - timedelta(days=2 * 365 + 30)).isoformat()
+    r = register(a, activity, {"member_id": members[5], "children": [{"birth_date": too_young}]})
+    print(f"  {mothers[5]:<4} refused    {r.status_code} {r.json().get('code')} (a child of two)")
+
+    first_name, first = registrations[0]
+    cancelled = call(a, "POST", f"/v1/activities/{activity}/registrations/{first['registration_id']}/cancel")
+    promoted = next(
+        n for n, ans in registrations if ans["registration_id"] == cancelled["promoted_registration_id"]
+    )
+    print(f"\n{first_name} cancels: the place goes to the first in line, {promoted}")
+    state = call(a, "GET", f"/v1/activities/{activity}")
+    capacity, confirmed, waiting = state["capacity"], state["confirmed_count"], state["waitlist_count"]
+    print(f"  capacity {capacity}, confirmed {confirmed}, waiting {waiting}")
+    for item in call(a, "GET", f"/v1/activities/{activity}/registrations")["items"]:
+        name = next(n for n, ans in registrations if ans["registration_id"] == item["registration_id"])
+        position = f"#{item['waitlist_position']}" if item["waitlist_position"] else ""
+        print(f"  {name:<4} {item['status']:<10} {position}")
+    interest = call(a, "POST", "/v1/interests", {"member_id": members[5], "kind": "parent_child"}, 201)
+    print(f"\n{mothers[5]} missed out and asks to hear of the next one (interest {interest['interest_id']})")
+    stats = call(a, "GET", "/v1/statistics/participation?by=activity")["items"]
+    row = next(s for s in stats if s["key"] == activity)
+    print(f"  demand so far: {row['registrations']} registrations, {row['waitlisted_now']} still waiting")
+
+
 def main() -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     today = date.today()
     with (
         httpx.Client(base_url=MEMBERSHIP, headers=headers, timeout=10) as m,
         httpx.Client(base_url=CLAIMS, headers=headers, timeout=10) as c,
+        httpx.Client(base_url=ACTIVITIES, headers=headers, timeout=10) as a,
     ):
         parent = None
         unions: dict[str, str] = {}
@@ -151,6 +242,7 @@ def main() -> None:
             for entry in timeline.json().get("items", []):
                 print(f"  {entry['occurred_at'][:19]}  {entry['source']:<10} {entry['event_type']}")
 
+        mothers_day(m, a, str(parent), today)
         mediation_story(headers, unions, member, today)
     heart_station(member)
 

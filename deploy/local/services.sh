@@ -8,7 +8,7 @@ repo=$(cd "$here/../.." && pwd)
 run_dir=${UNION_CACHE_DIR:-$repo/.cache}/run
 mkdir -p "$run_dir"
 # name:default port, in start order. Services not built yet are simply absent from this list.
-services=(membership:8001 claims:8002 counseling:8004 mediation:8005)
+services=(membership:8001 claims:8002 activities:8003 counseling:8004 mediation:8005)
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -1,4 +1,5 @@
-"""Wiring: the runtime (database, event store, relay, claims consumer) and the HTTP app."""
+"""Wiring: the runtime (database, event store, relay, consumers of claims and activities events)
+and the HTTP app."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.membership import api
+from services.membership.activity_timeline import ACTIVITY_REACTIONS
 from services.membership.handlers import claim_reactions
 from services.membership.projections import apply
 from services.membership.settings import MembershipSettings
@@ -28,6 +30,7 @@ def build_runtime(settings: MembershipSettings, *, clock: Clock = beijing_today)
         clock=clock,
     )
     runtime.subscribe(runtime.consumer("claims", claim_reactions), settings.claims_topic)
+    runtime.subscribe(runtime.consumer("activities", ACTIVITY_REACTIONS), settings.activities_topic)
     return runtime
 
 

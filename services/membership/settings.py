@@ -10,10 +10,11 @@ from shared.settings import ServiceSettings
 class MembershipSettings(ServiceSettings):
     """Environment: MEMBERSHIP_DATABASE_URL, MEMBERSHIP_DATABASE_PASSWORD, MEMBERSHIP_HOST,
     MEMBERSHIP_PORT (8001), MEMBERSHIP_TOPIC (membership.events), MEMBERSHIP_CLAIMS_TOPIC
-    (claims.events), KAFKA_BOOTSTRAP_SERVERS, UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY,
-    UNION_LOG_LEVEL."""
+    (claims.events), MEMBERSHIP_ACTIVITIES_TOPIC (activities.events), KAFKA_BOOTSTRAP_SERVERS,
+    UNION_MODE, UNION_API_TOKENS, UNION_PII_KEY, UNION_LOG_LEVEL."""
 
     service = "membership"
     default_port = 8001
 
     claims_topic: str = Field(default="claims.events", validation_alias="MEMBERSHIP_CLAIMS_TOPIC")
+    activities_topic: str = Field(default="activities.events", validation_alias="MEMBERSHIP_ACTIVITIES_TOPIC")

@@ -159,6 +159,21 @@ claim_events = sa.Table(
     sa.Index("ix_claim_events_member", "member_id", "occurred_at"),
 )
 
+#: What the activities service reported about a member (activities.events): registrations,
+#: places, attendance. Not rebuilt from this service's store (like claim_events).
+activity_events = sa.Table(
+    "activity_events",
+    metadata,
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("activity_id", UUID(as_uuid=True), nullable=True),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Index("ix_activity_events_member", "member_id", "occurred_at"),
+)
+
 # --- the vault --------------------------------------------------------------------------------
 
 member_identities = sa.Table(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.membership.domain import Enrollment, InjuryReport, Member, Union, parse_national_id
 from services.membership.tables import (
+    activity_events,
     cards,
     claim_events,
     enrollments,
@@ -217,7 +218,8 @@ async def member_exists(conn: AsyncConnection, member_id: uuid.UUID) -> bool:
 
 
 async def timeline(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
-    """The member's own events and what the claims service reported back, oldest first."""
+    """The member's own events and what the claims and activities services reported back
+    (claims; registrations, places and attendance), oldest first."""
     own = sa.select(
         member_timeline.c.event_id,
         member_timeline.c.occurred_at,
@@ -234,7 +236,15 @@ async def timeline(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
         sa.literal("claims").label("source"),
         claim_events.c.data,
     ).where(claim_events.c.member_id == member_id)
-    merged = sa.union_all(own, claims).subquery()
+    activities = sa.select(
+        activity_events.c.event_id,
+        activity_events.c.occurred_at,
+        activity_events.c.aggregate_version,
+        activity_events.c.event_type,
+        sa.literal("activities").label("source"),
+        activity_events.c.data,
+    ).where(activity_events.c.member_id == member_id)
+    merged = sa.union_all(own, claims, activities).subquery()
     rows = await conn.execute(
         sa.select(merged).order_by(merged.c.occurred_at, merged.c.aggregate_version, merged.c.event_id)
     )

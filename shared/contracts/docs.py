@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.contracts import claims, compat, counseling, guide, mediation, membership
+from shared.contracts import activities, claims, compat, counseling, guide, mediation, membership
 from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent, EventRegistry
@@ -59,13 +59,16 @@ class ServiceContract:
         return f"{self.name}.{sub.consumer}"
 
 
-#: Every service with events. activities, counseling and mediation join here when they exist.
+#: Every service with events. counseling and mediation join here when they exist.
 SERVICES: tuple[ServiceContract, ...] = (
     ServiceContract(
         "membership",
         membership.TOPIC,
         membership.registry,
-        (Subscription(claims.TOPIC, claims.registry, "claims"),),
+        (
+            Subscription(claims.TOPIC, claims.registry, "claims"),
+            Subscription(activities.TOPIC, activities.registry, "activities"),
+        ),
     ),
     ServiceContract(
         "claims",
@@ -83,6 +86,12 @@ SERVICES: tuple[ServiceContract, ...] = (
         "counseling",
         counseling.TOPIC,
         counseling.registry,
+        (Subscription(membership.TOPIC, membership.registry, "members"),),
+    ),
+    ServiceContract(
+        "activities",
+        activities.TOPIC,
+        activities.registry,
         (Subscription(membership.TOPIC, membership.registry, "members"),),
     ),
 )

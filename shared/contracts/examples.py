@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.contracts import activities as a
 from shared.contracts import claims as c
 from shared.contracts import mediation as md
 from shared.contracts import membership as m
@@ -387,6 +388,192 @@ _MEDIATION_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
 _EXAMPLES.extend(_MEDIATION_EXAMPLES)
 
 _EXAMPLES += counseling_examples(_id)
+# The Mother's Day parent-child activity (seed story, section 3): full, a waitlist, a promotion.
+ACTIVITY, SESSION = _id("activity-mothers-day"), _id("session-games")
+REGISTRATION, WAITING, INTEREST = _id("registration-1"), _id("registration-2"), _id("interest-1")
+_MAY_10 = datetime(2026, 5, 10, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
+_APRIL_20 = datetime(2026, 4, 20, 2, 0, tzinfo=UTC)
+_EXAMPLES += [
+    (
+        "Activity",
+        str(ACTIVITY),
+        1,
+        "activities",
+        a.ActivityScheduled(
+            activity_id=ACTIVITY,
+            kind=a.ActivityKind.PARENT_CHILD,
+            title="母亲节亲子活动 纽扣画与盆栽",
+            starts_at=_MAY_10,
+            ends_at=datetime(2026, 5, 10, 4, 0, tzinfo=UTC),
+            venue="顺义花卉中心",
+            capacity=20,
+            audience=a.Audience.MEMBER_FAMILIES,
+            child_age_min=3,
+            child_age_max=12,
+            registration_closes_at=datetime(2026, 5, 8, 10, 0, tzinfo=UTC),
+            union_id=UNION,
+            partner=a.Partner(name="首都职工志愿服务队", kind=a.PartnerKind.VOLUNTEER_TEAM),
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        2,
+        "activities",
+        a.InterestedMembersNotified(
+            activity_id=ACTIVITY,
+            kind=a.ActivityKind.PARENT_CHILD,
+            interest_ids=[INTEREST],
+            member_ids=[MEMBER],
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        3,
+        "activities",
+        a.ActivityChanged(
+            activity_id=ACTIVITY,
+            title="母亲节亲子活动 纽扣画与盆栽",
+            starts_at=_MAY_10,
+            ends_at=datetime(2026, 5, 10, 4, 0, tzinfo=UTC),
+            venue="顺义花卉中心 2号厅",
+            capacity=20,
+            registration_closes_at=datetime(2026, 5, 8, 10, 0, tzinfo=UTC),
+            changed=["venue"],
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        4,
+        "activities",
+        a.RegistrationConfirmed(
+            activity_id=ACTIVITY,
+            registration_id=REGISTRATION,
+            member_id=MEMBER,
+            member_union_id=UNION,
+            children_ages=[6],
+            registered_at=_APRIL_20,
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        24,
+        "activities",
+        a.RegistrationWaitlisted(
+            activity_id=ACTIVITY,
+            registration_id=WAITING,
+            member_id=_id("member-2"),
+            member_union_id=OTHER_UNION,
+            children_ages=[4, 9],
+            position=1,
+            registered_at=_APRIL_20,
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        25,
+        "activities",
+        a.RegistrationCancelled(
+            activity_id=ACTIVITY,
+            registration_id=_id("registration-3"),
+            member_id=_id("member-3"),
+            previous_status=a.RegistrationStatus.CONFIRMED,
+            reason=a.CancellationReason.REQUESTED,
+            cancelled_at=datetime(2026, 5, 2, 3, 0, tzinfo=UTC),
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        26,
+        "activities",
+        a.WaitlistPromoted(
+            activity_id=ACTIVITY,
+            registration_id=WAITING,
+            member_id=_id("member-2"),
+            freed_by=_id("registration-3"),
+            promoted_at=datetime(2026, 5, 2, 3, 0, tzinfo=UTC),
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        27,
+        "activities",
+        a.RegistrationWindowClosed(activity_id=ACTIVITY, closed_at=datetime(2026, 5, 7, 1, 0, tzinfo=UTC)),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        28,
+        "activities",
+        a.VolunteerAssigned(
+            activity_id=ACTIVITY, member_id=_id("member-4"), role="volunteer", assigned_on=date(2026, 5, 7)
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        29,
+        "activities",
+        a.VolunteerReleased(activity_id=ACTIVITY, member_id=_id("member-4"), released_on=date(2026, 5, 8)),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        30,
+        "activities",
+        a.AttendanceRecorded(
+            activity_id=ACTIVITY,
+            registration_id=REGISTRATION,
+            member_id=MEMBER,
+            checked_in_at=datetime(2026, 5, 10, 0, 50, tzinfo=UTC),
+        ),
+    ),
+    (
+        "Activity",
+        str(ACTIVITY),
+        31,
+        "activities",
+        a.FeedbackSubmitted(
+            activity_id=ACTIVITY,
+            registration_id=REGISTRATION,
+            member_id=MEMBER,
+            rating=5,
+            comment="孩子把亲手种的花送给了妈妈",
+            submitted_at=datetime(2026, 5, 10, 6, 0, tzinfo=UTC),
+        ),
+    ),
+    (
+        "Activity",
+        str(_id("activity-2")),
+        3,
+        "activities",
+        a.ActivityCancelled(
+            activity_id=_id("activity-2"),
+            reason="storm warning",
+            cancelled_on=date(2026, 6, 1),
+            registration_ids=[_id("registration-4")],
+        ),
+    ),
+    (
+        "Interest",
+        str(INTEREST),
+        1,
+        "activities",
+        a.InterestRegistered(
+            interest_id=INTEREST,
+            member_id=MEMBER,
+            kind=a.ActivityKind.PARENT_CHILD,
+            registered_on=date(2025, 5, 12),
+        ),
+    ),
+]
+
 
 _FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
 

@@ -51,7 +51,11 @@ class System:
 @pytest.fixture
 async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Path) -> AsyncIterator[System]:
     suffix = uuid.uuid4().hex[:10]
-    topics = {"membership": f"e2e.{suffix}.membership.events", "claims": f"e2e.{suffix}.claims.events"}
+    topics = {
+        "membership": f"e2e.{suffix}.membership.events",
+        "claims": f"e2e.{suffix}.claims.events",
+        "activities": f"e2e.{suffix}.activities.events",
+    }
     await ensure_topics(infra.kafka, topics.values())
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
@@ -60,6 +64,9 @@ async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Pa
         "CLAIMS_TOPIC": topics["claims"],
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "MEMBERSHIP_ACTIVITIES_TOPIC": topics["activities"],
+        "ACTIVITIES_TOPIC": topics["activities"],
+        "ACTIVITIES_MEMBERSHIP_TOPIC": topics["membership"],
         "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",
     }
     membership = ServiceProcess(
@@ -106,6 +113,32 @@ async def counseling_process(infra: Infra, services: System) -> AsyncIterator[Se
         yield counseling
     finally:
         code = counseling.stop()
+        admin = await asyncpg.connect(infra.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    assert code in {0, -15}, f"graceful SIGTERM shutdown expected, got {code}"
+
+
+@pytest.fixture
+async def activities_service(infra: Infra, services: System) -> AsyncIterator[ServiceProcess]:
+    """The activities service as a process beside ``services``, on its own fresh database,
+    consuming the same membership topic."""
+    name = f"e2e_activities_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = infra.admin_url.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    env = {**services.env, "ACTIVITIES_DATABASE_URL": f"{base}/{name}"}
+    activities = ServiceProcess("activities", env, services.tmp_path)
+    activities.start()
+    try:
+        yield activities
+    finally:
+        code = activities.stop()
         admin = await asyncpg.connect(infra.admin_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from services.activities.app import create_app as create_activities_app
 from services.claims.app import create_app as create_claims_app
 from services.membership.app import create_app as create_membership_app
 from shared.kafka import ensure_topics
@@ -51,7 +52,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-SERVICES = ("membership", "claims")
+SERVICES = ("membership", "claims", "activities")
 
 
 def _in_thread(coro: Any) -> Any:
@@ -93,6 +94,9 @@ def running(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "CLAIMS_TOPIC": topics["claims"],
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "MEMBERSHIP_ACTIVITIES_TOPIC": topics["activities"],
+        "ACTIVITIES_TOPIC": topics["activities"],
+        "ACTIVITIES_MEMBERSHIP_TOPIC": topics["membership"],
         "UNION_CONSUMER_GROUP_PREFIX": f"fuzz.{suffix}.",
     }
     logs: Path = tmp_path_factory.mktemp("fuzz")
@@ -117,7 +121,11 @@ def test_the_served_documents_are_the_fuzzed_ones(running: dict[str, ServiceProc
     """The cases come from the apps' documents built at collection; the processes serve these."""
     import httpx
 
-    for name, doc in (("membership", _MEMBERSHIP_DOC), ("claims", _CLAIMS_DOC)):
+    for name, doc in (
+        ("membership", _MEMBERSHIP_DOC),
+        ("claims", _CLAIMS_DOC),
+        ("activities", _ACTIVITIES_DOC),
+    ):
         assert httpx.get(f"{running[name].url}/openapi.json", timeout=10).json() == doc
 
 
@@ -128,6 +136,8 @@ _MEMBERSHIP_DOC = create_membership_app().openapi()
 _CLAIMS_DOC = create_claims_app().openapi()
 membership = schemathesis.openapi.from_dict(_MEMBERSHIP_DOC)
 claims = schemathesis.openapi.from_dict(_CLAIMS_DOC)
+_ACTIVITIES_DOC = create_activities_app().openapi()
+activities = schemathesis.openapi.from_dict(_ACTIVITIES_DOC)
 
 _budget = settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -149,3 +159,9 @@ def test_membership_openapi(case: schemathesis.Case, running: dict[str, ServiceP
 @_budget
 def test_claims_openapi(case: schemathesis.Case, running: dict[str, ServiceProcess]) -> None:
     case.call_and_validate(base_url=running["claims"].url, headers=STAFF, checks=CHECKS, timeout=10)
+
+
+@activities.parametrize()
+@_budget
+def test_activities_openapi(case: schemathesis.Case, running: dict[str, ServiceProcess]) -> None:
+    case.call_and_validate(base_url=running["activities"].url, headers=STAFF, checks=CHECKS, timeout=10)

@@ -47,6 +47,7 @@ async def system(
         "CLAIMS_TOPIC": topics["claims"],
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
+        "MEMBERSHIP_ACTIVITIES_TOPIC": topics["claims"].replace(".claims.", ".activities."),
         "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",
     }
     membership = ServiceProcess(

@@ -142,6 +142,7 @@ def test_asyncapi_says_what_a_subscriber_needs() -> None:
 
 
 def test_documented_consumer_groups_are_the_ones_the_services_run() -> None:
+    from services.activities.app import build_runtime as activities_runtime
     from services.claims.app import build_runtime as claims_runtime
     from services.counseling.app import build_runtime as counseling_runtime
     from services.mediation.app import build_runtime as mediation_runtime
@@ -156,6 +157,7 @@ def test_documented_consumer_groups_are_the_ones_the_services_run() -> None:
             membership_runtime(MembershipSettings()),
             mediation_runtime(MediationSettings()),
             counseling_runtime(),
+            activities_runtime(),
         )
         for sub in runtime.subscriptions
     }

@@ -65,6 +65,7 @@ def env(database_url: str, kafka: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "MEMBERSHIP_TOPIC": f"ops.{run}.membership.events",
         "MEMBERSHIP_CLAIMS_TOPIC": f"ops.{run}.claims.events",
+        "MEMBERSHIP_ACTIVITIES_TOPIC": f"ops.{run}.activities.events",
     }
 
 
@@ -75,6 +76,8 @@ GROUP = f"ops-test.{uuid.uuid4().hex[:8]}.claims"
 
 def _runtime(env: dict[str, str]) -> ServiceRuntime:
     runtime = build_runtime(MembershipSettings(**env))  # type: ignore[arg-type]
+    # The claims.events consumer only: these tests are about one upstream topic and its DLQ.
+    runtime.subscriptions[:] = [s for s in runtime.subscriptions if s.consumer.name == "claims"]
     [subscription] = runtime.subscriptions
     subscription.group_id = GROUP
     return runtime
@@ -98,7 +101,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"revision": "0003"}  # head
+    assert json.loads(done.stdout) == {"revision": "0004"}  # head
     return env
 
 

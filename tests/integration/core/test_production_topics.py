@@ -63,10 +63,13 @@ async def production_runtime(
         "MEMBERSHIP_DATABASE_URL": production_database,
         "MEMBERSHIP_TOPIC": own,
         "MEMBERSHIP_CLAIMS_TOPIC": upstream,
+        "MEMBERSHIP_ACTIVITIES_TOPIC": f"prod.{suffix}.activities.events",
         "UNION_RELAY_POLL_INTERVAL": "0.2",
     }.items():
         monkeypatch.setenv(name, value)
     runtime = build_runtime(MembershipSettings())
+    # The claims.events consumer only: the test follows one upstream topic and its DLQ.
+    runtime.subscriptions[:] = [s for s in runtime.subscriptions if s.consumer.name == "claims"]
     assert runtime.create_topics is False
     yield runtime, [own, upstream, f"{upstream}.dlq"]
     await runtime.stop()

@@ -84,6 +84,7 @@ async def service(module_database_url: str, infra: Infra) -> AsyncIterator[Servi
         KAFKA_BOOTSTRAP_SERVERS=infra.kafka,
         MEMBERSHIP_TOPIC=f"test.{run}.membership.events",
         MEMBERSHIP_CLAIMS_TOPIC=f"test.{run}.claims.events",
+        MEMBERSHIP_ACTIVITIES_TOPIC=f"test.{run}.activities.events",
         consumer_group_prefix=f"test.{run}.",
     )
     app = create_app(settings, clock=lambda: TODAY)
