@@ -25,10 +25,11 @@ from shared.unit_of_work import UnitOfWork
 class Ours:
     """The production path: a UnitOfWork per command (pool checkout, BEGIN, append, COMMIT)."""
 
-    def __init__(self, engine: AsyncEngine, note: str) -> None:
+    def __init__(self, engine: AsyncEngine, note: str, base: int = 0) -> None:
         self.engine = engine
         self.store = EventStore("bench-core", registry)
         self.note = note
+        self.base = base  # positions up to this are the prebuilt store (--store-events), kept
 
     def append_only(self, per_command: int) -> AsyncOp:
         """The aggregate is already in memory (its version is known): build events, append, commit."""
@@ -56,15 +57,25 @@ class Ours:
 
     async def reset(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(sa.text("TRUNCATE events, outbox RESTART IDENTITY"))
+            for statement in reset_statements(self.base):
+                await conn.execute(sa.text(statement))
 
     async def stored(self) -> int:
         async with self.engine.connect() as conn:
-            return await _stored_rows(conn)
+            return await _stored_rows(conn, self.base)
 
 
-async def _stored_rows(conn: Any) -> int:
-    n_events = await conn.scalar(sa.select(sa.func.count()).select_from(events))
+def reset_statements(base: int) -> list[str]:
+    """Empty the tables between runs; with a prebuilt store, only what the runs added."""
+    if not base:
+        return ["TRUNCATE events, outbox RESTART IDENTITY"]
+    return ["DELETE FROM outbox", f"DELETE FROM events WHERE position > {int(base)}"]
+
+
+async def _stored_rows(conn: Any, base: int) -> int:
+    n_events = await conn.scalar(
+        sa.select(sa.func.count()).select_from(events).where(events.c.position > base)
+    )
     n_outbox = await conn.scalar(sa.select(sa.func.count()).select_from(outbox))
     if n_events != n_outbox:
         raise RuntimeError(f"events ({n_events}) and outbox ({n_outbox}) disagree")
@@ -100,9 +111,10 @@ RAW_SELECT_STREAM = "SELECT * FROM events WHERE stream_id = $1 AND version > $2 
 class Raw:
     """Plain asyncpg on one connection: the same rows, one explicit transaction per command."""
 
-    def __init__(self, conn: asyncpg.Connection, note: str) -> None:
+    def __init__(self, conn: asyncpg.Connection, note: str, base: int = 0) -> None:
         self.conn = conn
         self.note = note
+        self.base = base
 
     def _rows(self, stream: str, version: int, count: int) -> list[tuple[Any, ...]]:
         now = datetime.now(UTC)
@@ -157,10 +169,11 @@ class Raw:
         return op
 
     async def reset(self) -> None:
-        await self.conn.execute("TRUNCATE events, outbox RESTART IDENTITY")
+        for statement in reset_statements(self.base):
+            await self.conn.execute(statement)
 
     async def stored(self) -> int:
-        n_events = await self.conn.fetchval("SELECT count(*) FROM events")
+        n_events = await self.conn.fetchval("SELECT count(*) FROM events WHERE position > $1", self.base)
         n_outbox = await self.conn.fetchval("SELECT count(*) FROM outbox")
         if n_events != n_outbox:
             raise RuntimeError(f"events ({n_events}) and outbox ({n_outbox}) disagree")

@@ -45,6 +45,7 @@ from bench.harness import (
     server_info,
 )
 from bench.relay import measure_relay
+from bench.store import build_store
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -64,6 +65,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"workload, max {args.max_seconds:.0f} s per timed run"
     )
     print(
+        f"  store: {args.store_events:,} events prebuilt per database (0: every run starts empty)\n"
         f"  relay: {args.relay_events} events/run, relay batch {args.relay_batch}; raw producer "
         f"{RAW_PRODUCER_CONFIG}"
     )
@@ -103,13 +105,24 @@ async def main_async(args: argparse.Namespace) -> None:
             raw_schema = await core_schema(urls[names[1]], pre_ping=False)
             await raw_schema.dispose()
             raw_conn = await asyncpg.connect(urls[names[1]], timeout=10)
-            if not args.skip_eventsourcing:
+            relay_engine = await core_schema(urls[names[3]], pre_ping=args.pre_ping)
+            engines.append(relay_engine)
+            bases = {name: 0 for name in names}
+            if args.store_events:
+                print(f"== prebuilt store: {args.store_events:,} events per database (not pending)")
+                wanted = ([names[0], names[1]] if workloads else []) + (
+                    [names[3]] if "relay" in args.workloads else []
+                )
+                for name in wanted:
+                    bases[name] = await build_store(urls[name], args.store_events, args.payload, name)
+            if not args.skip_eventsourcing and not args.store_events:
                 try:
                     es = await asyncio.to_thread(EventSourcingLib, urls[names[2]], "x" * args.payload)
                 except ImportError as exc:
                     print(f"  eventsourcing not installed ({exc}); its column stays n/a")
             note = "x" * args.payload
-            ours, raw = Ours(ours_engine, note), Raw(raw_conn, note)
+            ours = Ours(ours_engine, note, bases[names[0]])
+            raw = Raw(raw_conn, note, bases[names[1]])
             print(f"  connections: {await connection_security(ours_engine, raw_conn, es)}")
             print("== append workloads (events/s per timed round)")
             for w in workloads:
@@ -117,11 +130,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 table.append((w.label, series, APPEND_TARGET))
             if "relay" in args.workloads:
                 print("== relay workload")
-                relay_engine = await core_schema(urls[names[3]], pre_ping=args.pre_ping)
-                engines.append(relay_engine)
                 filler = await asyncpg.connect(urls[names[3]], timeout=10)
                 try:
-                    series = await measure_relay(relay_engine, filler, kafka, topics, args)
+                    series = await measure_relay(relay_engine, filler, kafka, topics, args, bases[names[3]])
                 finally:
                     await filler.close()
                     with contextlib.suppress(Exception):
@@ -183,6 +194,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--skip-eventsourcing", action="store_true", help="leave the library out")
     p.add_argument(
+        "--store-events",
+        type=int,
+        default=0,
+        help="prebuild this many stored (already published) events in each database first, e.g. "
+        "10000000; runs then add to that store instead of an empty one (default 0; the "
+        "eventsourcing contender is left out when set)",
+    )
+    p.add_argument(
         "--workloads",
         type=lambda v: [w.strip() for w in v.split(",") if w.strip()],
         default=list(WORKLOADS),
@@ -204,6 +223,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown or not args.workloads:
         p.error(f"--workloads: choose from {','.join(WORKLOADS)} (unknown: {','.join(sorted(unknown))})")
+    if args.store_events < 0:
+        p.error("--store-events must be >= 0")
     if args.warmup < 0 or args.payload < 0 or args.max_seconds <= 0:
         p.error("--warmup and --payload must be >= 0, --max-seconds > 0")
     return args

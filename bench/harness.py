@@ -1,7 +1,8 @@
 """The benchmark's harness: the domain under test (a counter), how a timed run is driven and
 measured, the fresh databases and topics it runs on, and the report. Workloads: bench/append.py
 (append1, batch, load1) and bench/relay.py; contenders of the append workloads:
-bench/contenders.py; the entry point and its options: bench/core.py."""
+bench/contenders.py; the prebuilt big store (--store-events): bench/store.py; the entry point
+and its options: bench/core.py."""
 
 from __future__ import annotations
 

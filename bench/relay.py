@@ -18,7 +18,7 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.contenders import RAW_INSERT_MANY
+from bench.contenders import RAW_INSERT_MANY, reset_statements
 from bench.harness import KAFKA_PARTITIONS, RAW_PRODUCER_CONFIG, Counted, Result, Series, registry
 from shared.eventstore import EventStore
 from shared.kafka import ensure_topics
@@ -30,11 +30,15 @@ from shared.tables import events, outbox
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
 
 
-async def fill_outbox(conn: asyncpg.Connection, store: EventStore, args: argparse.Namespace, n: int) -> None:
+async def fill_outbox(
+    conn: asyncpg.Connection, store: EventStore, args: argparse.Namespace, n: int, base: int = 0
+) -> None:
     """Empty the tables, then store ``n`` events: envelopes made by our EventStore (``args.batch``
     per command, round-robin over ``args.streams`` streams), rows written in bulk with the raw
-    unnest statement (the relay reads rows, so how they got there does not matter). Not timed."""
-    await conn.execute("TRUNCATE events, outbox RESTART IDENTITY")
+    unnest statement (the relay reads rows, so how they got there does not matter). Not timed.
+    With a prebuilt store (``base``), only the rows of earlier runs go; the store stays."""
+    for statement in reset_statements(base):
+        await conn.execute(statement)
     streams = [str(uuid.uuid4()) for _ in range(max(1, args.streams))]
     versions = dict.fromkeys(streams, 0)
     note = "x" * args.payload
@@ -165,6 +169,7 @@ async def measure_relay(
     kafka: str,
     topics: tuple[str, str],
     args: argparse.Namespace,
+    base: int = 0,
 ) -> dict[str, Series]:
     store = EventStore("bench-core", registry)
     ours_topic, raw_topic = topics
@@ -174,7 +179,7 @@ async def measure_relay(
     warm = max(1, min(args.relay_events, args.relay_batch * 2))
     for r in range(-1, args.rounds):  # round -1 is the warm-up
         n = warm if r < 0 else args.relay_events
-        await fill_outbox(filler, store, args, n)
+        await fill_outbox(filler, store, args, n, base)
         messages = await outbox_messages(engine, store)
         assert len(messages) == n
         order = ["ours", "raw"] if r % 2 == 0 else ["raw", "ours"]
