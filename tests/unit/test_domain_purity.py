@@ -22,8 +22,21 @@ def test_every_service_has_its_domain_checked() -> None:
     assert services and services == {p.parent.name for p in DOMAINS}
 
 
-@pytest.mark.parametrize("path", DOMAINS, ids=lambda p: p.parent.name)
-def test_domain_module_is_pure(path: Path) -> None:
+def own_modules(path: Path, tree: ast.Module) -> list[Path]:
+    """The modules of the same service a domain imports (``from services.x import calendar``):
+    they are part of the domain and held to the same rules."""
+    package = f"services.{path.parent.name}"
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == package:
+            found += [path.parent / f"{alias.name}.py" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + "."):
+            found.append(path.parent / f"{node.module.rsplit('.', 1)[1]}.py")
+    return found
+
+
+def assert_pure(path: Path, seen: set[Path]) -> None:
+    seen.add(path)
     source = path.read_text()
     tree = ast.parse(source)
     imported = {
@@ -32,8 +45,19 @@ def test_domain_module_is_pure(path: Path) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
+    package = f"services.{path.parent.name}"
     stdlib = {m for m in imported if m.split(".")[0] in sys.stdlib_module_names}
-    assert {m for m in imported - stdlib if not m.startswith(ALLOWED)} == set()
-    assert {m.split(".")[0] for m in stdlib} & FORBIDDEN_STDLIB == set()
+    own = {m for m in imported if m == package or m.startswith(package + ".")}
+    assert {m for m in imported - stdlib - own if not m.startswith(ALLOWED)} == set(), path.name
+    assert {m.split(".")[0] for m in stdlib} & FORBIDDEN_STDLIB == set(), path.name
     # The caller passes "today" in.
-    assert "today()" not in source and ".now(" not in source and "shared.clock" not in source
+    assert "today()" not in source and ".now(" not in source and "shared.clock" not in source, path.name
+    for module in own_modules(path, tree):
+        assert module.exists(), f"{path.name} imports {module.name}, which is not a module file"
+        if module not in seen:
+            assert_pure(module, seen)
+
+
+@pytest.mark.parametrize("path", DOMAINS, ids=lambda p: p.parent.name)
+def test_domain_module_is_pure(path: Path) -> None:
+    assert_pure(path, set())
