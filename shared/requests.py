@@ -10,7 +10,7 @@ so a field someone forgot to type still answers 422, never 500.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -114,9 +114,19 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
+def _storable_instant(value: datetime) -> datetime:
+    """An instant whose UTC form is out of range (``9999-12-31T23:00:00-12:00`` is year 10000 in
+    UTC) cannot be stored or compared: refuse it here, naming the field, instead of a 500."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be an instant between years 1 and 9999 in UTC") from None
+    return value
+
+
 #: An instant with its offset (``2026-05-10T09:00:00+08:00``): a time without one is refused,
 #: because staff in Beijing and a server in UTC would read it eight hours apart.
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_storable_instant)]
 
 
 class RequestBody(BaseModel):

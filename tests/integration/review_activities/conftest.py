@@ -1,0 +1,1 @@
+from tests.integration.activities.conftest import activities  # noqa: F401

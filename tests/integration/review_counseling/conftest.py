@@ -1,0 +1,1 @@
+from tests.integration.counseling.conftest import counseling, suffix  # noqa: F401
