@@ -19,6 +19,11 @@ class LockSpace(IntEnum):
     CATALOGUE = 5
     #: One activity's places (activities service): every command on it serialises here.
     ACTIVITY = 6
+    #: A station's mediation room (mediation): bookings serialise here, so back-to-back bookings
+    #: sent at once all succeed instead of exhausting their optimistic retries.
+    ROOM = 7
+    #: One counsellor's slots (counseling), for the same reason.
+    COUNSELOR = 8
 
 
 def xact_lock_sql(space: LockSpace, param: str = ":name") -> str:

@@ -64,8 +64,19 @@ Code = Annotated[str, chars(64), NO_NUL]
 
 #: Amounts in CNY: a positive decimal with at most two places, sent as a JSON number or a string.
 MONEY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+_MONEY_TEXT = re.compile(MONEY_PATTERN)
+
+
+def _money_text(value: Any) -> Any:
+    """A string amount must be written as the schema says ("1200.50"): not "1e3", not " 5"."""
+    if isinstance(value, str) and not _MONEY_TEXT.fullmatch(value):
+        raise ValueError("must be a decimal amount such as 1200.50 (at most two decimal places)")
+    return value
+
+
 Money = Annotated[
     Decimal,
+    BeforeValidator(_money_text),
     Field(gt=0, max_digits=12, decimal_places=2),
     WithJsonSchema(
         {

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from shared.aggregate import Aggregate, NotFound
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
+from shared.locks import LockSpace, xact_lock_sql
 from shared.logs import log_context
 
 A = TypeVar("A", bound=Aggregate[Any])
@@ -87,6 +89,11 @@ class UnitOfWork:
     async def commit(self) -> None:
         assert self._tx is not None
         await self._tx.commit()
+
+    async def lock(self, space: LockSpace, name: uuid.UUID | str) -> None:
+        """Hold ``(space, name)`` until this transaction ends: for a hot stream whose concurrent
+        commands would otherwise lose the version race more often than they retry."""
+        await self.conn.execute(sa.text(xact_lock_sql(space)), {"name": str(name)})
 
     async def load(self, cls: type[A], aggregate_id: uuid.UUID | str) -> A:
         history = await self.store.read_stream(self.conn, str(aggregate_id))

@@ -22,6 +22,7 @@ from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.counseling import CancelledBy
 from shared.envelope import EventEnvelope
+from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
 
 
@@ -72,6 +73,7 @@ async def publish_slot(
     uow: UnitOfWork, counselor_id: uuid.UUID, command: SlotIn, clock: Clock, *, actor: Principal
 ) -> PublishedSlot:
     """Staff publish any counsellor's slots; a counsellor only their own."""
+    await uow.lock(LockSpace.COUNSELOR, counselor_id)  # one counsellor's slots one at a time
     counselor = await uow.get(Counselor, str(counselor_id), "counselor")
     if actor.role is Role.COUNSELOR and actor.subject != counselor.subject:
         raise NotAssigned("publish this counsellor's slots")

@@ -44,7 +44,10 @@ from shared.unit_of_work import UnitOfWork
 Writer = Annotated[Principal, Depends(require(*WRITERS))]
 Reader = Annotated[Principal, Depends(require(*READERS))]
 #: Minutes: staff and supervisors may ask (the rule then decides); never integrators.
-MinutesReader = Annotated[Principal, Depends(require(Role.STAFF, Role.SUPERVISOR))]
+#: Anyone with a token may *ask* for minutes, so that every refused attempt is audited too; the
+#: route itself admits only the session's mediator (staff) and supervisors.
+MinutesReader = Annotated[Principal, Depends(require(*Role))]
+MINUTES_ROLES = (Role.STAFF, Role.SUPERVISOR)
 Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
 
 
@@ -232,8 +235,26 @@ async def read_minutes(
 ) -> dict[str, Any]:
     """The session's mediator and supervisors read the minutes; every attempt is audited first."""
     trail = AuditTrail(_runtime(request).engine)
+
+    async def refused(reason: str) -> None:
+        await trail.record(
+            principal,
+            resource_type="mediation_minutes",
+            resource_id=str(session_id),
+            action="read",
+            allowed=False,
+            reason=reason,
+        )
+
+    if principal.role not in MINUTES_ROLES:
+        await refused(f"role {principal.role} may not read minutes")
+        raise Forbidden(f"role {principal.role} may not read minutes", code="role_not_allowed")
     async with _read(request) as conn:
-        row = await _visible_case(conn, case_id, principal)
+        try:
+            row = await _visible_case(conn, case_id, principal)
+        except NotFound:
+            await refused("the case is not visible to this caller's station")
+            raise
         session = await views.session_row(conn, row["case_id"], session_id)
     if session is None:
         raise NotFound(f"session {session_id} not found")

@@ -35,6 +35,7 @@ from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.mediation import Party
 from shared.envelope import EventEnvelope
+from shared.locks import LockSpace
 from shared.unit_of_work import UnitOfWork
 
 
@@ -164,6 +165,7 @@ async def schedule_session(
     _require_handler(actor, case)
     assert case.handling_union_id is not None
     room_id = domain.room_id(case.handling_union_id)
+    await uow.lock(LockSpace.ROOM, room_id)  # bookings of one room one at a time
     room = await uow.load(Room, str(room_id))
     session_id = uuid.uuid4()
     room.book(

