@@ -33,6 +33,7 @@ from shared.contracts.mediation import (
     MinutesRecorded,
     Party,
     RoomBooked,
+    RoomReleased,
     Tier,
 )
 
@@ -123,7 +124,7 @@ class Session:
 
 class Case(Aggregate[str]):
     stream_type = "Case"
-    ignores = (RoomBooked,)  # the room's stream
+    ignores = (RoomBooked, RoomReleased)  # the room's stream
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
@@ -421,6 +422,7 @@ class Room(Aggregate[str]):
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.bookings: dict[uuid.UUID, tuple[datetime, datetime]] = {}
+        self.cases: dict[uuid.UUID, uuid.UUID] = {}
 
     def book(
         self,
@@ -453,9 +455,29 @@ class Room(Aggregate[str]):
             )
         )
 
+    def release_case(self, *, union_id: uuid.UUID, case_id: uuid.UUID, since: datetime) -> None:
+        """A withdrawn case gives up its sessions that start at ``since`` (the start of the day of
+        withdrawal) or later; the ones already held stay in the room's history."""
+        for session_id, (start, _end) in list(self.bookings.items()):
+            if self.cases.get(session_id) == case_id and start >= since:
+                self._raise(
+                    RoomReleased(
+                        room_id=uuid.UUID(self.id),
+                        station_union_id=union_id,
+                        session_id=session_id,
+                        case_id=case_id,
+                    )
+                )
+
     @applies(RoomBooked)
     def _booked(self, e: RoomBooked) -> None:
         self.bookings[e.session_id] = (e.starts_at, e.ends_at)
+        self.cases[e.session_id] = e.case_id
+
+    @applies(RoomReleased)
+    def _released(self, e: RoomReleased) -> None:
+        self.bookings.pop(e.session_id, None)
+        self.cases.pop(e.session_id, None)
 
 
 def calendar_covers(*days: date) -> bool:

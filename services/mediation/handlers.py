@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -31,7 +31,7 @@ from services.mediation.schemas import (
 from services.mediation.tables import case_counters, stations
 from services.mediation.vault import Parties, Vault
 from shared.aggregate import Aggregate, Conflict, DomainError
-from shared.clock import Clock
+from shared.clock import BEIJING, Clock
 from shared.contracts import membership as m
 from shared.contracts.mediation import Party
 from shared.envelope import EventEnvelope
@@ -250,8 +250,18 @@ async def withdraw(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    case.withdraw(on=command.on or clock())
+    on = command.on or clock()
+    case.withdraw(on=on)
     await uow.save(case)
+    if case.handling_union_id is not None:
+        # Its sessions from that day on will not be held: the room is free for other cases.
+        room_id = domain.room_id(case.handling_union_id)
+        await uow.lock(LockSpace.ROOM, room_id)
+        room = await uow.load(Room, str(room_id))
+        since = datetime.combine(on, time.min, tzinfo=BEIJING)
+        room.release_case(union_id=case.handling_union_id, case_id=case.case_id, since=since)
+        if room.pending_events:
+            await uow.save(room)
     if command.reason:
         await vault.keep_text(uow.conn, case.case_id, case.version, "reason", command.reason)
     return case

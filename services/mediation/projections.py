@@ -25,7 +25,7 @@ Projector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[None]]
 
 #: Our own events -> the cases, history and sessions read models.
 OWN: HandlerTable[Projector] = HandlerTable("mediation.read_models")
-OWN.ignore(c.RoomBooked)  # the room is read through the sessions table
+OWN.ignore(c.RoomBooked, c.RoomReleased)  # the room is read through the sessions table
 
 #: membership.events -> the union tree and members this service needs.
 MEMBERSHIP: HandlerTable[Callable[[AsyncConnection, Any], Awaitable[None]]] = HandlerTable("mediation.unions")

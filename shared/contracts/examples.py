@@ -281,6 +281,16 @@ _MEDIATION_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
         ),
     ),
     (
+        "Room",
+        str(ROOM),
+        2,
+        "mediation",
+        # Of another case, withdrawn before its session: the time is free again.
+        md.RoomReleased(
+            room_id=ROOM, station_union_id=STREET, session_id=_id("session-2"), case_id=_id("case-2")
+        ),
+    ),
+    (
         "Case",
         str(CASE),
         2,

@@ -11,6 +11,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -81,6 +82,16 @@ class RoomBooked(DomainEvent):
     case_id: uuid.UUID
     starts_at: datetime
     ends_at: datetime
+
+
+class RoomReleased(DomainEvent):
+    """A booking of the room was given up (its case was withdrawn), so the time is free again."""
+
+    room_id: uuid.UUID
+    station_union_id: uuid.UUID
+    session_id: uuid.UUID
+    case_id: uuid.UUID
+    cause: Literal["case_withdrawn"] = "case_withdrawn"
 
 
 class MinutesRecorded(DomainEvent):
@@ -164,6 +175,7 @@ registry = EventRegistry(
         CaseReceived,
         MediationSessionScheduled,
         RoomBooked,
+        RoomReleased,
         MinutesRecorded,
         AgreementReached,
         AgreementFulfilled,

@@ -57,6 +57,18 @@ async def test_overlap_spelt_in_another_offset_under_concurrency_books_one(media
     assert sorted(x.status_code for x in answers) == [201, 409], [x.text for x in answers]
 
 
+async def test_a_withdrawn_cases_session_frees_the_room(mediation: Mediation) -> None:
+    """A withdrawn case will hold no session: its booking must not keep the room taken forever."""
+    a, b = await mediation.new_case(), await mediation.new_case()
+    slot = {"starts_at": "2026-10-14T09:00:00+08:00", "ends_at": "2026-10-14T10:00:00+08:00", "mediator": "m"}
+    assert (await mediation.post(f"/cases/{a['case_id']}/sessions", slot)).status_code == 201
+    assert (await mediation.post(f"/cases/{a['case_id']}/withdraw", {"reason": "和解"})).status_code == 200
+    again = await mediation.post(f"/cases/{b['case_id']}/sessions", slot)
+    assert again.status_code == 201, again.text
+    released = [e for e in await mediation.stored_events() if e["event_type"] == "RoomReleased"]
+    assert [e["data"]["case_id"] for e in released] == [a["case_id"]]
+
+
 async def test_concurrent_escalate_and_agreement_decide_one_outcome(mediation: Mediation) -> None:
     for _ in range(5):
         case = await mediation.new_case()
