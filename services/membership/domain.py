@@ -68,9 +68,16 @@ _CARD_NUMBER = re.compile(r"^[0-9]{16,19}$")
 _SEPARATORS = re.compile(r"[\s\-()]")
 
 
+#: GB 11643 (ISO 7064 MOD 11-2): weights of the first 17 digits, and the check character for
+#: each remainder of their weighted sum modulo 11.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
 def parse_national_id(raw: str) -> str:
     """Resident identity card number (GB 11643): 18 characters, 17 digits and a check character
-    that is a digit or X. Returns it normalised (trimmed, upper-case X)."""
+    (ISO 7064 MOD 11-2 over the 17 digits) that is a digit or X. Returns it normalised (trimmed,
+    upper-case X)."""
     value = raw.strip().upper()
     if not _NATIONAL_ID.fullmatch(value):
         raise InvalidInput(
@@ -78,7 +85,32 @@ def parse_national_id(raw: str) -> str:
             field="national_id",
             code="invalid_national_id",
         )
+    check = _ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
+    if value[17] != check:
+        raise InvalidInput(
+            "national_id's check character does not match its digits (a typo?)",
+            field="national_id",
+            code="invalid_national_id",
+        )
     return value
+
+
+def check_national_id_matches(national_id: str, *, birth_date: date, gender: Gender) -> None:
+    """A parsed national ID holds the birth date (digits 7-14) and the gender (17th digit odd for
+    a man, even for a woman); both must agree with what was typed into the form."""
+    if national_id[6:14] != birth_date.strftime("%Y%m%d"):
+        raise InvalidInput(
+            "birth_date does not match the birth date in national_id",
+            field="birth_date",
+            code="national_id_birth_date_mismatch",
+        )
+    id_gender = Gender.MALE if int(national_id[16]) % 2 else Gender.FEMALE
+    if gender is not id_gender:
+        raise InvalidInput(
+            "gender does not match the gender digit of national_id",
+            field="gender",
+            code="national_id_gender_mismatch",
+        )
 
 
 def parse_phone(raw: str) -> str:
@@ -90,11 +122,25 @@ def parse_phone(raw: str) -> str:
 
 
 def parse_card_number(raw: str, field: str = "card_number") -> str:
-    """A Jing card is a bank debit card: 16 to 19 digits (spaces and hyphens are dropped)."""
+    """A Jing card is a bank debit card: 16 to 19 digits (spaces and hyphens are dropped) ending in
+    a Luhn check digit."""
     value = _SEPARATORS.sub("", raw)
     if not _CARD_NUMBER.fullmatch(value):
         raise InvalidInput("card_number must be 16 to 19 digits", field=field, code="invalid_card_number")
+    if not luhn_valid(value):
+        raise InvalidInput(
+            "card_number's check digit does not match (a typo?)", field=field, code="invalid_card_number"
+        )
     return value
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check of bank card numbers: the last digit is the check digit."""
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        k = int(d) * (2 if i % 2 else 1)
+        total += k - 9 if k > 9 else k
+    return total % 10 == 0
 
 
 def age_on(birth_date: date, day: date) -> int:

@@ -71,6 +71,7 @@ async def join_member(uow: UnitOfWork, command: MemberIn, clock: Clock, *, vault
         employer=command.employer,
         today=today,
     )
+    domain.check_national_id_matches(national_id, birth_date=command.birth_date, gender=command.gender)
     await vault.record_identity(uow.conn, str(member.id), national_id, phone)
     await uow.save(member)
     return member
