@@ -85,6 +85,7 @@ def _decoded(envelope: EventEnvelope) -> DomainEvent:
     m.MemberJoined,
     m.MemberTransferred,
     m.MemberLeft,
+    m.MemberPhoneChanged,
     m.CardIssued,
     m.CardCancelled,
     m.PlanEnrolled,

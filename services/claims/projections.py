@@ -150,7 +150,7 @@ CoverageProjector = Callable[[AsyncConnection, Any, int], Awaitable[None]]
 coverage_projectors: HandlerTable[CoverageProjector] = HandlerTable("claims.coverage-model")
 #: Coverage needs no union, no transfer (claims do not depend on which union) and no report
 #: (reports are decided by the reaction, not folded into coverage).
-coverage_projectors.ignore(m.UnionRegistered, m.MemberTransferred, m.InjuryReported)
+coverage_projectors.ignore(m.UnionRegistered, m.MemberTransferred, m.InjuryReported, m.MemberPhoneChanged)
 
 
 async def apply_membership_event(conn: AsyncConnection, e: DomainEvent, version: int) -> None:

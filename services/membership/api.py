@@ -23,6 +23,7 @@ from services.membership.schemas import (
     CardCancelIn,
     CardIn,
     CardReplaceIn,
+    ContactIn,
     EnrollmentCancelIn,
     EnrollmentCreated,
     EnrollmentIn,
@@ -255,6 +256,24 @@ async def member_leaves(
         views.leave_answer,
         status_code=200,
         body=body,
+    )
+
+
+@members_router.post("/members/{member_id}/contact")
+async def change_contact(
+    request: Request, member_id: uuid.UUID, body: ContactIn, principal: Writer
+) -> JSONResponse:
+    """Change the member's phone. The same number again is answered 200 with ``changed: false``
+    and publishes nothing."""
+    return await _command(
+        request,
+        principal,
+        lambda uow: handlers.change_contact(
+            uow, body, _clock(request), member_id=member_id, vault=_vault(request)
+        ),
+        views.contact_answer,
+        status_code=200,
+        body=_fingerprinted(request, body, "phone"),
     )
 
 

@@ -34,6 +34,7 @@ from shared.contracts.membership import (
     LeaveReason,
     MemberJoined,
     MemberLeft,
+    MemberPhoneChanged,
     MemberTransferred,
     PlanDefined,
     PlanEnrolled,
@@ -394,6 +395,16 @@ class Member(Aggregate[uuid.UUID]):
         )
         self._raise(MemberLeft(member_id=self.id, left_on=left_on, reason=reason))
 
+    def change_phone(self, *, today: date, same_as_recorded: bool) -> bool:
+        """The phone on record changes (the vault keeps the number; the event only says it
+        changed). ``same_as_recorded``: the vault found the new number is the one on record,
+        which is no change: no event. Returns whether it changed. A member who left may still
+        be reached (a payout, a claim): allowed."""
+        if same_as_recorded:
+            return False
+        self._raise(MemberPhoneChanged(member_id=self.id, changed_on=today))
+        return True
+
     def issue_card(self, *, card_number: str, issued_on: date, today: date) -> str:
         """Issue a Jing card; returns its last 4 digits. One active card at a time."""
         self._require_in_service("issue a card")
@@ -568,6 +579,10 @@ class Member(Aggregate[uuid.UUID]):
     @applies(MemberLeft)
     def _on_MemberLeft(self, e: MemberLeft) -> None:
         self.left_on, self.leave_reason = e.left_on, e.reason
+
+    @applies(MemberPhoneChanged)
+    def _on_MemberPhoneChanged(self, e: MemberPhoneChanged) -> None:
+        """Nothing the rules use: the number is in the vault."""
 
     @applies(CardIssued)
     def _on_CardIssued(self, e: CardIssued) -> None:

@@ -20,6 +20,7 @@ from services.membership.schemas import (
     CardCancelIn,
     CardIn,
     CardReplaceIn,
+    ContactIn,
     EnrollmentCancelIn,
     EnrollmentIn,
     InjuryReportIn,
@@ -97,6 +98,28 @@ async def leave(uow: UnitOfWork, command: LeaveIn, clock: Clock, *, member_id: u
     member.leave(reason=command.reason, left_on=command.left_on or today, today=today)
     await uow.save(member)
     return member
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    member: Member
+    phone: str
+    changed: bool
+
+
+async def change_contact(
+    uow: UnitOfWork, command: ContactIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
+) -> ContactChange:
+    """A new phone: re-encrypted in the vault, an event without the number. The same number
+    again changes nothing and raises no event."""
+    member = await uow.get(Member, member_id, "member")
+    phone = domain.parse_phone(command.phone)
+    same = await vault.phone_of(uow.conn, member.id) == phone
+    changed = member.change_phone(today=clock(), same_as_recorded=same)
+    if changed:
+        await vault.record_phone(uow.conn, member.id, phone)
+        await uow.save(member)
+    return ContactChange(member, phone, changed)
 
 
 # --- Jing card --------------------------------------------------------------------------------

@@ -35,6 +35,10 @@ class MemberIn(RequestBody):
     employer: Text | None = None
 
 
+class ContactIn(RequestBody):
+    phone: Secret
+
+
 class LookupIn(RequestBody):
     national_id: Secret
 

@@ -30,9 +30,10 @@ from services.membership.tables import (
 from services.membership.vault import Vault
 from shared.contracts.common import Benefit
 from shared.contracts.plans import Plan
+from shared.crypto import mask
 
 if TYPE_CHECKING:
-    from services.membership.handlers import PlanDefinition
+    from services.membership.handlers import ContactChange, PlanDefinition
 
 JSON = dict[str, Any]
 
@@ -381,6 +382,11 @@ def leave_answer(member: Member) -> JSON:
         "left_on": member.left_on.isoformat(),
         "reason": member.leave_reason.value,
     }
+
+
+def contact_answer(change: ContactChange) -> JSON:
+    """The phone only masked; ``changed: false`` when it was the number on record already."""
+    return {"member_id": str(change.member.id), "phone": mask(change.phone), "changed": change.changed}
 
 
 def card_issued_answer(member: Member) -> JSON:

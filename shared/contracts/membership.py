@@ -81,6 +81,14 @@ class MemberLeft(DomainEvent):
     reason: LeaveReason
 
 
+class MemberPhoneChanged(DomainEvent):
+    """The member's phone number changed (the number itself stays in membership's vault, never on
+    Kafka). Changing it to the number already on record is no change and raises no event."""
+
+    member_id: uuid.UUID
+    changed_on: date
+
+
 class CardIssued(DomainEvent):
     member_id: uuid.UUID
     card_last4: str = Field(pattern=r"^[0-9]{4}$")
@@ -160,6 +168,7 @@ registry = EventRegistry(
         MemberJoined,
         MemberTransferred,
         MemberLeft,
+        MemberPhoneChanged,
         CardIssued,
         CardCancelled,
         PlanEnrolled,

@@ -20,6 +20,7 @@ from shared.contracts.membership import (
     InjuryReported,
     LeaveReason,
     MemberJoined,
+    MemberPhoneChanged,
     PlanDefined,
     PlanEnrolled,
     UnionLevel,
@@ -449,6 +450,23 @@ def test_replace_card_cancels_old_and_issues_new() -> None:
     without = member(card=False)
     with expect(Conflict, code="no_active_card"):
         without.replace_card(card_number="6217000010022222", replaced_on=TODAY, today=TODAY)
+
+
+def test_a_phone_change_raises_an_event_without_the_number_and_the_same_number_raises_none() -> None:
+    m = member()
+    assert m.change_phone(today=TODAY, same_as_recorded=True) is False
+    assert m.pending_events == []
+    assert m.change_phone(today=TODAY, same_as_recorded=False) is True
+    [event] = m.pending_events
+    assert isinstance(event, MemberPhoneChanged) and event.changed_on == TODAY
+    assert set(MemberPhoneChanged.model_fields) == {"member_id", "changed_on"}  # never the number
+    replayed(m)  # the aggregate accounts for its own event
+
+
+def test_a_member_who_left_may_still_change_phone() -> None:
+    m = member()
+    m.leave(reason=LeaveReason.MOVED, left_on=TODAY, today=TODAY)
+    assert m.change_phone(today=TODAY, same_as_recorded=False) is True
 
 
 def test_left_member_gets_no_card() -> None:
