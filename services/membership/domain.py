@@ -675,6 +675,20 @@ class InjuryReport(Aggregate[uuid.UUID]):
         self.member_version = e.member_version
 
 
+#: Roles that may read an injury report's health details (description, diagnosis, hospital).
+HEALTH_READER_ROLES = ("staff", "supervisor")
+
+
+def health_details_refusal(*, role: str, report_exists: bool) -> str | None:
+    """Why this caller may not read a report's health details, or None if they may. Every
+    attempt, allowed or refused, goes into the audit trail with this reason."""
+    if role not in HEALTH_READER_ROLES:
+        return f"role {role} may not read injury details"
+    if not report_exists:
+        return "no such injury report"
+    return None
+
+
 # --- Plan catalogue ---------------------------------------------------------------------------
 
 

@@ -672,3 +672,16 @@ def test_plan_definition_rules(update: dict[str, Any], field: str) -> None:
 def test_plan_code_must_match_its_stream() -> None:
     with expect(InvalidInput, "code"):
         CataloguePlan("other_plan").define(ACCIDENT, current=None)
+
+
+# --- who may read an injury's health details --------------------------------------------------
+
+
+def test_only_staff_and_supervisors_read_health_details_and_every_refusal_has_a_reason() -> None:
+    for role in ("staff", "supervisor"):
+        assert domain.health_details_refusal(role=role, report_exists=True) is None
+        assert domain.health_details_refusal(role=role, report_exists=False) == "no such injury report"
+    for role in ("integrator", "counselor"):
+        for exists in (True, False):
+            reason = domain.health_details_refusal(role=role, report_exists=exists)
+            assert reason == f"role {role} may not read injury details"
