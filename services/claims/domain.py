@@ -79,6 +79,11 @@ class MemberCoverage:
         # The day of leaving is still a day of membership (membership's rule, one for both).
         return self.joined_on <= day and (self.left_on is None or day <= self.left_on)
 
+    def left_before(self, day: date) -> bool:
+        """Left before ``day``: the free Jing-card benefit ended on the day of leaving; paid
+        enrolments stay in force to their end date (they were bought for the term)."""
+        return self.left_on is not None and day > self.left_on
+
 
 @dataclass(frozen=True)
 class Injury:
@@ -156,14 +161,16 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
 
     Driven by the catalogue: every plan whose ``claim_kind`` is ``injury`` is considered. A paid
     plan opens one claim per enrolment covering the day (work-related or not); a card plan opens
-    one claim if a Jing card was active that day and the injury was not work-related. For a paid
+    one claim if a Jing card was active that day, the member had not left before it (the card
+    benefit ends on the day of leaving; paid enrolments stay in force to their end date) and the
+    injury was not work-related. For a paid
     plan ``active`` only closes it to *new* enrolments (cover already bought still pays); for a
     card plan, which nobody enrols in, it means the benefit is withdrawn.
     """
     day = injury.occurred_on
     if coverage is None:
         return EntitlementCheck((), ("member_unknown: no membership record for this member",))
-    if not coverage.in_service_on(day):
+    if day < coverage.joined_on:
         return EntitlementCheck((), (f"not_a_member_on_date: not an in-service member on {day}",))
 
     found: list[Entitlement] = []
@@ -196,6 +203,11 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
         if not plan.active:
             # Nobody enrols in a card benefit, so for it "inactive" can only mean "withdrawn".
             reasons.append(f"plan_inactive: {plan.code} is no longer offered")
+        elif coverage.left_before(day):
+            assert coverage.left_on is not None
+            reasons.append(
+                f"member_left: the Jing card benefit ended when the member left on {coverage.left_on}"
+            )
         elif card is None:
             reasons.append(f"no_active_card: no active Jing card on {day}")
         elif injury.work_related:

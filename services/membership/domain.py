@@ -315,6 +315,13 @@ class Member(Aggregate[uuid.UUID]):
         """A member from the day they joined up to and including the day they left."""
         return self.joined_on <= day and (self.left_on is None or day <= self.left_on)
 
+    def paid_cover_on(self, day: date) -> bool:
+        """A paid enrolment covers ``day`` (it stays in force to its end date after leaving)."""
+        return any(
+            e.starts_on <= day <= e.ends_on and (e.cancelled_on is None or day < e.cancelled_on)
+            for e in self.enrollments.values()
+        )
+
     def _require_in_service(self, doing: str) -> None:
         if self.left_on is not None:
             raise Conflict(
@@ -648,10 +655,13 @@ class InjuryReport(Aggregate[uuid.UUID]):
             earliest=member.joined_on,
             after=f"the member joined ({member.joined_on.isoformat()})",
         )
-        if not member.is_member_on(occurred_on):
+        if not member.is_member_on(occurred_on) and not member.paid_cover_on(occurred_on):
+            # After leaving, only a paid enrolment still in force makes a report worth making
+            # (the Jing-card benefit ended on the day of leaving).
             assert member.left_on is not None
             raise InvalidInput(
-                f"the member had left on {member.left_on.isoformat()}, before occurred_on",
+                f"the member had left on {member.left_on.isoformat()}, before occurred_on, "
+                "and no paid enrolment covers that day",
                 field="occurred_on",
                 code="not_a_member_then",
             )

@@ -114,8 +114,10 @@ def test_card_cancelled_before_the_injury_does_not_count_but_one_cancelled_after
 
 def test_unknown_or_former_member_gets_nothing_with_a_reason() -> None:
     assert domain.entitlements(injury(), None, PLANS).reasons[0].startswith("member_unknown")
-    left = coverage(enrollments=(accident(),), left_on=date(2016, 6, 30))
-    assert domain.entitlements(injury(), left, PLANS).reasons[0].startswith("not_a_member_on_date")
+    before_joining = MemberCoverage(MEMBER, date(2016, 8, 3), enrollments=(accident(),))
+    assert domain.entitlements(injury(), before_joining, PLANS).reasons[0].startswith("not_a_member_on_date")
+    left = coverage(card=False, left_on=date(2016, 6, 30))
+    assert domain.entitlements(injury(), left, PLANS).entitlements == ()
 
 
 def test_closing_a_paid_plan_to_new_enrolments_does_not_take_existing_cover_away() -> None:
@@ -141,10 +143,22 @@ def test_an_injury_plan_added_to_the_catalogue_opens_claims_by_itself() -> None:
     assert any(r.startswith("no_enrollment: no accident_injury") for r in check.reasons)
 
 
-def test_the_day_of_leaving_is_still_covered_the_day_after_is_not() -> None:
-    left = coverage(enrollments=(accident(),), left_on=AUG_2)
+def test_the_card_benefit_covers_the_day_of_leaving_but_not_the_day_after() -> None:
+    left = coverage(left_on=AUG_2)
+    assert plans_of(domain.entitlements(injury(AUG_2), left, PLANS)) == [CARD_PLAN]
+    after = domain.entitlements(injury(date(2016, 8, 3)), left, PLANS)
+    assert after.entitlements == ()
+    assert f"member_left: the Jing card benefit ended when the member left on {AUG_2}" in after.reasons
+
+
+def test_a_paid_enrolment_stays_in_force_after_leaving_to_its_end_date() -> None:
+    left = coverage(enrollments=(accident(end=date(2016, 12, 31)),), left_on=AUG_2)
     assert plans_of(domain.entitlements(injury(AUG_2), left, PLANS)) == [ACCIDENT_PLAN, CARD_PLAN]
-    assert domain.entitlements(injury(date(2016, 8, 3)), left, PLANS).entitlements == ()
+    assert plans_of(domain.entitlements(injury(date(2016, 8, 3)), left, PLANS)) == [ACCIDENT_PLAN]
+    assert plans_of(domain.entitlements(injury(date(2016, 12, 31)), left, PLANS)) == [ACCIDENT_PLAN]
+    last = domain.entitlements(injury(date(2017, 1, 1)), left, PLANS)
+    assert last.entitlements == ()
+    assert [r.split(":")[0] for r in last.reasons] == ["not_covered_on_date", "member_left"]
 
 
 def test_claim_ids_are_derived_so_a_redelivered_report_names_the_same_claims() -> None:

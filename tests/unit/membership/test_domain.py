@@ -634,6 +634,20 @@ def test_injury_date_rules() -> None:
     InjuryReport(ident()).report(member=m, occurred_on=date(2016, 5, 1), work_related=False, today=TODAY)
 
 
+def test_after_leaving_a_report_is_accepted_only_while_a_paid_enrolment_is_in_force() -> None:
+    m = member(joined_on=date(2010, 1, 1))
+    enroll(m, starts_on=date(2016, 1, 1))  # to 2016-12-31
+    m.leave(reason=LeaveReason.MOVED, left_on=date(2016, 5, 1), today=TODAY)
+    InjuryReport(ident()).report(member=m, occurred_on=date(2016, 5, 2), work_related=False, today=TODAY)
+    other = member(joined_on=date(2010, 1, 1))
+    enroll(other, starts_on=date(2015, 5, 2))  # to 2016-05-01: ends the day of leaving
+    other.leave(reason=LeaveReason.MOVED, left_on=date(2016, 5, 1), today=TODAY)
+    with expect(InvalidInput, "occurred_on", "not_a_member_then"):
+        InjuryReport(ident()).report(
+            member=other, occurred_on=date(2016, 5, 2), work_related=False, today=TODAY
+        )
+
+
 # --- plan catalogue ---------------------------------------------------------------------------
 
 
