@@ -9,6 +9,7 @@ Two decisions live here:
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,20 @@ class Injury:
     work_related: bool
     traffic_accident: bool = False
     severity: InjurySeverity = InjurySeverity.INJURY
+    #: When it was reported (None: a "what if" of the entitlements view, no reporting limit).
+    reported_on: date | None = None
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day of the month ``months`` later, clamped to the month's end (29 Feb + 12 = 28 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def reporting_deadline(plan: Plan, occurred_on: date) -> date:
+    """The last day an incident may be reported for ``plan`` (inclusive)."""
+    return add_months(occurred_on, plan.reporting_limit_months)
 
 
 @dataclass(frozen=True)
@@ -165,7 +180,8 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
     benefit ends on the day of leaving; paid enrolments stay in force to their end date) and the
     injury was not work-related. For a paid
     plan ``active`` only closes it to *new* enrolments (cover already bought still pays); for a
-    card plan, which nobody enrols in, it means the benefit is withdrawn.
+    card plan, which nobody enrols in, it means the benefit is withdrawn. An injury reported
+    after a plan's reporting limit opens nothing under that plan (``reporting_limit_passed``).
     """
     day = injury.occurred_on
     if coverage is None:
@@ -179,6 +195,12 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
         ClaimKind.INJURY, traffic_accident=injury.traffic_accident, severity=injury.severity
     )
     for plan in sorted((p for p in plans.values() if p.claim_kind is ClaimKind.INJURY), key=lambda p: p.code):
+        if injury.reported_on is not None and injury.reported_on > reporting_deadline(plan, day):
+            reasons.append(
+                f"reporting_limit_passed: {plan.code} incidents must be reported within "
+                f"{plan.reporting_limit_months} months (by {reporting_deadline(plan, day)})"
+            )
+            continue
         if plan.benefit is Benefit.PAID:
             mine = [e for e in coverage.enrollments if e.plan_code == plan.code]
             covering = sorted((e for e in mine if e.covers(day)), key=lambda e: str(e.enrollment_id))

@@ -107,6 +107,7 @@ class PlanIn(Plan):
     reduced_benefit_amount: Money | None = None
     benefit_per_share: Money | None = None
     max_benefit: Money | None = None
+    reporting_limit_months: int = Field(default=24, ge=1, le=120)
 
 
 class UnionCreated(BaseModel):

@@ -160,6 +160,8 @@ class PlanDefined(DomainEvent):
     benefit_per_share: Decimal | None
     max_benefit: Decimal | None
     active: bool
+    #: Months after an incident within which it must be reported (older edits: two years).
+    reporting_limit_months: int = 24
 
 
 registry = EventRegistry(

@@ -328,3 +328,46 @@ def test_filing_twice_is_a_conflict() -> None:
             incident_on=AUG_2,
             today=AUG_2,
         )
+
+
+# --- late reports --------------------------------------------------------------------------------
+
+
+def test_a_report_exactly_two_years_after_the_injury_is_in_time_the_day_after_is_late() -> None:
+    cover = coverage(enrollments=(accident(),))
+    on_time = domain.entitlements(injury(reported_on=date(2018, 8, 2)), cover, PLANS)
+    assert plans_of(on_time) == [ACCIDENT_PLAN, CARD_PLAN]
+    late = domain.entitlements(injury(reported_on=date(2018, 8, 3)), cover, PLANS)
+    assert late.entitlements == ()
+    assert [r.split(":")[0] for r in late.reasons] == ["reporting_limit_passed", "reporting_limit_passed"]
+    assert (
+        f"reporting_limit_passed: {ACCIDENT_PLAN} incidents must be reported within 24 months"
+        in (late.reasons[0])
+    )
+    assert "(by 2018-08-02)" in late.reasons[0]
+
+
+def test_two_years_are_counted_on_dates_from_a_29_february() -> None:
+    cover = MemberCoverage(MEMBER, date(2010, 1, 1), cards=(CardSpell("1234", date(2015, 3, 1)),))
+    leap = Injury(REPORT, MEMBER, date(2016, 2, 29), False, reported_on=date(2018, 2, 28))
+    assert plans_of(domain.entitlements(leap, cover, PLANS)) == [CARD_PLAN]
+    late = Injury(REPORT, MEMBER, date(2016, 2, 29), False, reported_on=date(2018, 3, 1))
+    assert domain.entitlements(late, cover, PLANS).entitlements == ()
+    assert domain.reporting_deadline(PLANS[CARD_PLAN], date(2016, 2, 29)) == date(2018, 2, 28)
+
+
+def test_a_plan_may_set_its_own_reporting_limit_and_only_that_plan_is_refused() -> None:
+    strict = {**PLANS, CARD_PLAN: PLANS[CARD_PLAN].model_copy(update={"reporting_limit_months": 6})}
+    cover = coverage(enrollments=(accident(),))
+    check = domain.entitlements(injury(reported_on=date(2017, 2, 3)), cover, strict)
+    assert plans_of(check) == [ACCIDENT_PLAN]
+    assert any(r.startswith(f"reporting_limit_passed: {CARD_PLAN}") for r in check.reasons)
+    assert plans_of(domain.entitlements(injury(reported_on=date(2017, 2, 2)), cover, strict)) == [
+        ACCIDENT_PLAN,
+        CARD_PLAN,
+    ]
+
+
+def test_the_entitlements_view_without_a_report_date_applies_no_limit() -> None:
+    assert plans_of(domain.entitlements(injury(), coverage(), PLANS)) == [CARD_PLAN]
+    assert PLANS[ACCIDENT_PLAN].reporting_limit_months == 24  # the default: two years
