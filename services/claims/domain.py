@@ -62,6 +62,12 @@ class EnrollmentFact:
     starts_on: date
     ends_on: date  # inclusive
     cancelled_on: date | None = None
+    #: The day membership recorded it (None: unknown, events written before it was carried).
+    recorded_on: date | None = None
+
+    def recorded_after(self, reported_on: date | None) -> bool:
+        """Recorded after the report was made: it never covers that injury (no backdating)."""
+        return reported_on is not None and self.recorded_on is not None and reported_on < self.recorded_on
 
     def covers(self, day: date) -> bool:
         in_period = self.starts_on <= day <= self.ends_on
@@ -203,7 +209,10 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
             continue
         if plan.benefit is Benefit.PAID:
             mine = [e for e in coverage.enrollments if e.plan_code == plan.code]
-            covering = sorted((e for e in mine if e.covers(day)), key=lambda e: str(e.enrollment_id))
+            late = [e for e in mine if e.covers(day) and e.recorded_after(injury.reported_on)]
+            covering = sorted(
+                (e for e in mine if e.covers(day) and e not in late), key=lambda e: str(e.enrollment_id)
+            )
             for e in covering:
                 found.append(
                     Entitlement(
@@ -216,6 +225,11 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
                 )
             if covering:
                 reasons.append(f"covered: {len(covering)} {plan.code} enrolment(s) cover {day}")
+            elif late:
+                reasons.append(
+                    f"enrolled_after_report: {plan.code} enrolment(s) covering {day} were recorded "
+                    f"after the report of {injury.reported_on}"
+                )
             elif mine:
                 reasons.append(f"not_covered_on_date: no {plan.code} enrolment covers {day}")
             else:

@@ -217,6 +217,7 @@ async def _plan_enrolled(conn: AsyncConnection, e: m.PlanEnrolled, version: int)
             shares=e.shares,
             starts_on=e.coverage_starts_on,
             ends_on=e.coverage_ends_on,
+            recorded_on=e.recorded_on,
         )
         .on_conflict_do_nothing()
     )
@@ -299,6 +300,7 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
                 e["starts_on"],
                 e["ends_on"],
                 e["cancelled_on"],
+                e["recorded_on"],
             )
             for e in enrollments
         ),

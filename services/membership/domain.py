@@ -546,6 +546,7 @@ class Member(Aggregate[uuid.UUID]):
                 price_level=price_level,
                 coverage_starts_on=starts_on,
                 coverage_ends_on=ends_on,
+                recorded_on=today,
             )
         )
         return self.enrollments[enrollment_id]

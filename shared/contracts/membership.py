@@ -110,6 +110,9 @@ class PlanEnrolled(DomainEvent):
     price_level: Decimal | None = None
     coverage_starts_on: date
     coverage_ends_on: date  # inclusive: the last day covered
+    #: The Beijing date the enrolment was recorded (None: written before this field existed). It
+    #: never covers an injury whose report was made before this day.
+    recorded_on: date | None = None
 
 
 class EnrollmentCancelled(DomainEvent):

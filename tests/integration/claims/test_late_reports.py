@@ -63,3 +63,29 @@ async def test_a_day_more_is_accepted_and_decided_no_coverage_for_the_reporting_
         "reporting_limit_passed",
     ]
     assert event["data"]["reasons"][0].startswith("reporting_limit_passed: accident_injury")
+
+
+async def test_an_enrolment_recorded_after_the_report_is_no_coverage_enrolled_after_report(
+    claims: ClaimsUnderTest,
+) -> None:
+    f, member = claims.feed, uuid.uuid4()
+    await f.send(f.joined(member))
+    report = reported(claims, member, date(2016, 8, 4))
+    late = f.envelope(
+        "Member",
+        member,
+        m.PlanEnrolled(
+            enrollment_id=uuid.uuid4(),
+            member_id=member,
+            plan_code="accident_injury",
+            shares=1,
+            coverage_starts_on=YEAR[0],
+            coverage_ends_on=YEAR[1],
+            recorded_on=date(2016, 8, 5),
+        ),
+    )
+    # the enrolment reaches claims before the report is decided: it still does not cover it
+    await f.send(late, report)
+    found = await settled(claims, report.aggregate_id, "no_coverage")
+    assert found["claims"] == []
+    assert any(r.startswith("enrolled_after_report: accident_injury") for r in found["reasons"])

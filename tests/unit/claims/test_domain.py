@@ -371,3 +371,24 @@ def test_a_plan_may_set_its_own_reporting_limit_and_only_that_plan_is_refused() 
 def test_the_entitlements_view_without_a_report_date_applies_no_limit() -> None:
     assert plans_of(domain.entitlements(injury(), coverage(), PLANS)) == [CARD_PLAN]
     assert PLANS[ACCIDENT_PLAN].reporting_limit_months == 24  # the default: two years
+
+
+# --- no backdating: an enrolment recorded after the report never covers it -----------------------
+
+
+def test_an_enrolment_recorded_after_the_report_does_not_cover_it_one_recorded_that_day_does() -> None:
+    after = accident(recorded_on=date(2016, 8, 5))
+    same_day = accident(recorded_on=date(2016, 8, 4))
+    reported = injury(reported_on=date(2016, 8, 4))
+    check = domain.entitlements(reported, coverage(card=False, enrollments=(after,)), PLANS)
+    assert check.entitlements == ()
+    assert check.reasons[0].startswith("enrolled_after_report: accident_injury")
+    both = domain.entitlements(reported, coverage(card=False, enrollments=(after, same_day)), PLANS)
+    assert [e.enrollment_id for e in both.entitlements] == [same_day.enrollment_id]
+    # events written before recorded_on existed, and the "what if" view, apply no such rule
+    assert plans_of(
+        domain.entitlements(reported, coverage(card=False, enrollments=(accident(),)), PLANS)
+    ) == [ACCIDENT_PLAN]
+    assert plans_of(domain.entitlements(injury(), coverage(card=False, enrollments=(after,)), PLANS)) == [
+        ACCIDENT_PLAN
+    ]
