@@ -32,6 +32,8 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from tests.identifiers import identity, luhn_complete
+
 STAFF = {"Authorization": "Bearer local-staff-token"}
 LOCAL_ADMIN_URL = "postgresql://union_admin:union-admin-local@127.0.0.1:5432/postgres"
 
@@ -107,21 +109,22 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
     async def worker() -> None:
         while queue:
             i = queue.pop()
+            birth, nid = identity(int(run, 16) * 10_000 + i, female=i % 2 == 1)
             r = await m.post(
                 "/v1/members",
                 json={
                     "union_id": parent,
                     "full_name": f"Bench Member {i}",
                     "gender": "female" if i % 2 else "male",
-                    "birth_date": "1985-06-01",
-                    "national_id": national_id(int(run, 16) * 10_000 + i),
+                    "birth_date": birth.isoformat(),
+                    "national_id": nid,
                     "joined_on": (today - timedelta(days=900)).isoformat(),
                 },
             )
             r.raise_for_status()
             member = r.json()["member_id"]
             card = {
-                "card_number": f"62{int(run, 16) % 10**6:06d}{i:08d}",
+                "card_number": luhn_complete(f"62{int(run, 16) % 10**6:06d}{i:08d}"),
                 "issued_on": (today - timedelta(days=400)).isoformat(),
             }
             (await m.post(f"/v1/members/{member}/card", json=card)).raise_for_status()
@@ -135,13 +138,6 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
 
     await asyncio.gather(*(worker() for _ in range(clients)))
     return members
-
-
-def national_id(n: int) -> str:
-    """A valid 18-digit resident ID (GB 11643 check digit), distinct per ``n``."""
-    body = f"110113{n % 10**11:011d}"
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
 
 
 async def report(m: httpx.AsyncClient, member: str, accepted: dict[str, float]) -> None:

@@ -48,8 +48,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.e2e import national_id
 from tests.e2e.processes import ServiceProcess
+from tests.identifiers import identity, luhn_complete
 from tests.kafka_broker import PrivateKafka, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,15 +76,6 @@ FAULT_KINDS = (
     "claims_replica",
     "inject_malformed",
 )
-
-
-def luhn_complete(digits: str) -> str:
-    """``digits`` plus its Luhn check digit (Jing cards are bank cards)."""
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (2 if i % 2 == 0 else 1)
-        total += n - 9 if n > 9 else n
-    return digits + str((10 - total % 10) % 10)
 
 
 # --- the private infrastructure ------------------------------------------------------------------
@@ -267,12 +258,13 @@ async def setup_members(c: Campaign, rng: random.Random, count: int) -> list[Mem
             while queue:
                 i, card, enrolled = queue.pop()
                 deadline = time.monotonic() + 120
+                birth, nid = identity(run * 10_000 + i, female=i % 2 == 1)
                 body = {
                     "union_id": parent,
                     "full_name": f"Faults Member {i}",
                     "gender": "female" if i % 2 else "male",
-                    "birth_date": "1985-06-01",
-                    "national_id": national_id(run * 10_000 + i),
+                    "birth_date": birth.isoformat(),
+                    "national_id": nid,
                     "joined_on": (today - timedelta(days=900)).isoformat(),
                 }
                 r = await post_until(m, "/v1/members", body, f"m-{run}-{i}", deadline)

@@ -19,9 +19,14 @@ import sys
 import time
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as clock_time
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+# Run as a script (`make demo`): the repository root holds the shared identifier generators.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.identifiers import card_number, national_id
 
 MEMBERSHIP = os.environ.get("DEMO_MEMBERSHIP_URL", "http://127.0.0.1:8001")
 CLAIMS = os.environ.get("DEMO_CLAIMS_URL", "http://127.0.0.1:8002")
@@ -32,13 +37,6 @@ TOKEN = os.environ.get("DEMO_TOKEN", "local-staff-token")
 COUNSELOR_TOKEN = os.environ.get("DEMO_COUNSELOR_TOKEN", "local-counselor-token")
 SUPERVISOR_TOKEN = os.environ.get("DEMO_SUPERVISOR_TOKEN", "local-supervisor-token")
 BEIJING = timezone(timedelta(hours=8))
-
-
-def national_id(birth: date) -> str:
-    """A random, well-formed (GB 11643 check digit) ID from the Shunyi district code."""
-    body = f"110113{birth:%Y%m%d}{random.randint(100, 999)}"
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
 
 
 def call(
@@ -179,7 +177,7 @@ def main() -> None:
             "POST",
             f"/v1/members/{member}/card",
             {
-                "card_number": f"62103000{random.randint(10**7, 10**8 - 1)}",
+                "card_number": card_number("62103000", 16),
                 "issued_on": (today - timedelta(days=2 * 365)).isoformat(),
             },
             201,

@@ -9,6 +9,7 @@ Two decisions live here:
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class EnrollmentFact:
     starts_on: date
     ends_on: date  # inclusive
     cancelled_on: date | None = None
+    #: The day membership recorded it (None: unknown, events written before it was carried).
+    recorded_on: date | None = None
+
+    def recorded_after(self, reported_on: date | None) -> bool:
+        """Recorded after the report was made: it never covers that injury (no backdating)."""
+        return reported_on is not None and self.recorded_on is not None and reported_on < self.recorded_on
 
     def covers(self, day: date) -> bool:
         in_period = self.starts_on <= day <= self.ends_on
@@ -79,6 +86,11 @@ class MemberCoverage:
         # The day of leaving is still a day of membership (membership's rule, one for both).
         return self.joined_on <= day and (self.left_on is None or day <= self.left_on)
 
+    def left_before(self, day: date) -> bool:
+        """Left before ``day``: the free Jing-card benefit ended on the day of leaving; paid
+        enrolments stay in force to their end date (they were bought for the term)."""
+        return self.left_on is not None and day > self.left_on
+
 
 @dataclass(frozen=True)
 class Injury:
@@ -88,6 +100,20 @@ class Injury:
     work_related: bool
     traffic_accident: bool = False
     severity: InjurySeverity = InjurySeverity.INJURY
+    #: When it was reported (None: a "what if" of the entitlements view, no reporting limit).
+    reported_on: date | None = None
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day of the month ``months`` later, clamped to the month's end (29 Feb + 12 = 28 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def reporting_deadline(plan: Plan, occurred_on: date) -> date:
+    """The last day an incident may be reported for ``plan`` (inclusive)."""
+    return add_months(occurred_on, plan.reporting_limit_months)
 
 
 @dataclass(frozen=True)
@@ -156,14 +182,17 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
 
     Driven by the catalogue: every plan whose ``claim_kind`` is ``injury`` is considered. A paid
     plan opens one claim per enrolment covering the day (work-related or not); a card plan opens
-    one claim if a Jing card was active that day and the injury was not work-related. For a paid
+    one claim if a Jing card was active that day, the member had not left before it (the card
+    benefit ends on the day of leaving; paid enrolments stay in force to their end date) and the
+    injury was not work-related. For a paid
     plan ``active`` only closes it to *new* enrolments (cover already bought still pays); for a
-    card plan, which nobody enrols in, it means the benefit is withdrawn.
+    card plan, which nobody enrols in, it means the benefit is withdrawn. An injury reported
+    after a plan's reporting limit opens nothing under that plan (``reporting_limit_passed``).
     """
     day = injury.occurred_on
     if coverage is None:
         return EntitlementCheck((), ("member_unknown: no membership record for this member",))
-    if not coverage.in_service_on(day):
+    if day < coverage.joined_on:
         return EntitlementCheck((), (f"not_a_member_on_date: not an in-service member on {day}",))
 
     found: list[Entitlement] = []
@@ -172,9 +201,18 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
         ClaimKind.INJURY, traffic_accident=injury.traffic_accident, severity=injury.severity
     )
     for plan in sorted((p for p in plans.values() if p.claim_kind is ClaimKind.INJURY), key=lambda p: p.code):
+        if injury.reported_on is not None and injury.reported_on > reporting_deadline(plan, day):
+            reasons.append(
+                f"reporting_limit_passed: {plan.code} incidents must be reported within "
+                f"{plan.reporting_limit_months} months (by {reporting_deadline(plan, day)})"
+            )
+            continue
         if plan.benefit is Benefit.PAID:
             mine = [e for e in coverage.enrollments if e.plan_code == plan.code]
-            covering = sorted((e for e in mine if e.covers(day)), key=lambda e: str(e.enrollment_id))
+            late = [e for e in mine if e.covers(day) and e.recorded_after(injury.reported_on)]
+            covering = sorted(
+                (e for e in mine if e.covers(day) and e not in late), key=lambda e: str(e.enrollment_id)
+            )
             for e in covering:
                 found.append(
                     Entitlement(
@@ -187,6 +225,11 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
                 )
             if covering:
                 reasons.append(f"covered: {len(covering)} {plan.code} enrolment(s) cover {day}")
+            elif late:
+                reasons.append(
+                    f"enrolled_after_report: {plan.code} enrolment(s) covering {day} were recorded "
+                    f"after the report of {injury.reported_on}"
+                )
             elif mine:
                 reasons.append(f"not_covered_on_date: no {plan.code} enrolment covers {day}")
             else:
@@ -196,6 +239,11 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
         if not plan.active:
             # Nobody enrols in a card benefit, so for it "inactive" can only mean "withdrawn".
             reasons.append(f"plan_inactive: {plan.code} is no longer offered")
+        elif coverage.left_before(day):
+            assert coverage.left_on is not None
+            reasons.append(
+                f"member_left: the Jing card benefit ended when the member left on {coverage.left_on}"
+            )
         elif card is None:
             reasons.append(f"no_active_card: no active Jing card on {day}")
         elif injury.work_related:

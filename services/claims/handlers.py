@@ -85,6 +85,7 @@ def _decoded(envelope: EventEnvelope) -> DomainEvent:
     m.MemberJoined,
     m.MemberTransferred,
     m.MemberLeft,
+    m.MemberPhoneChanged,
     m.CardIssued,
     m.CardCancelled,
     m.PlanEnrolled,
@@ -259,7 +260,13 @@ async def _catalogue(uow: UnitOfWork) -> _Catalogue:
 
 def _injury(e: m.InjuryReported) -> domain.Injury:
     return domain.Injury(
-        e.report_id, e.member_id, e.occurred_on, e.work_related, e.traffic_accident, e.severity
+        e.report_id,
+        e.member_id,
+        e.occurred_on,
+        e.work_related,
+        e.traffic_accident,
+        e.severity,
+        reported_on=e.reported_on,
     )
 
 

@@ -150,7 +150,7 @@ CoverageProjector = Callable[[AsyncConnection, Any, int], Awaitable[None]]
 coverage_projectors: HandlerTable[CoverageProjector] = HandlerTable("claims.coverage-model")
 #: Coverage needs no union, no transfer (claims do not depend on which union) and no report
 #: (reports are decided by the reaction, not folded into coverage).
-coverage_projectors.ignore(m.UnionRegistered, m.MemberTransferred, m.InjuryReported)
+coverage_projectors.ignore(m.UnionRegistered, m.MemberTransferred, m.InjuryReported, m.MemberPhoneChanged)
 
 
 async def apply_membership_event(conn: AsyncConnection, e: DomainEvent, version: int) -> None:
@@ -217,6 +217,7 @@ async def _plan_enrolled(conn: AsyncConnection, e: m.PlanEnrolled, version: int)
             shares=e.shares,
             starts_on=e.coverage_starts_on,
             ends_on=e.coverage_ends_on,
+            recorded_on=e.recorded_on,
         )
         .on_conflict_do_nothing()
     )
@@ -299,6 +300,7 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
                 e["starts_on"],
                 e["ends_on"],
                 e["cancelled_on"],
+                e["recorded_on"],
             )
             for e in enrollments
         ),

@@ -49,6 +49,8 @@ coverage_enrollments = sa.Table(
     sa.Column("starts_on", sa.Date, nullable=False),
     sa.Column("ends_on", sa.Date, nullable=False),
     sa.Column("cancelled_on", sa.Date, nullable=True),
+    #: The day membership recorded the enrolment (None: recorded before it was on the event).
+    sa.Column("recorded_on", sa.Date, nullable=True),
 )
 
 #: Injury reports that arrived before the member events they depend on.

@@ -144,6 +144,7 @@ async def _left(conn: AsyncConnection, e: m.MemberLeft) -> None:
 
 members.ignore(
     m.UnionRegistered,
+    m.MemberPhoneChanged,
     m.CardIssued,
     m.CardCancelled,
     m.PlanEnrolled,

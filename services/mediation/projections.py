@@ -30,6 +30,7 @@ OWN.ignore(c.RoomBooked, c.RoomReleased)  # the room is read through the session
 #: membership.events -> the union tree and members this service needs.
 MEMBERSHIP: HandlerTable[Callable[[AsyncConnection, Any], Awaitable[None]]] = HandlerTable("mediation.unions")
 MEMBERSHIP.ignore(
+    m.MemberPhoneChanged,
     m.CardIssued,
     m.CardCancelled,
     m.PlanEnrolled,

@@ -23,6 +23,7 @@ from services.membership.schemas import (
     CardCancelIn,
     CardIn,
     CardReplaceIn,
+    ContactIn,
     EnrollmentCancelIn,
     EnrollmentCreated,
     EnrollmentIn,
@@ -39,6 +40,7 @@ from services.membership.schemas import (
 )
 from services.membership.vault import Vault
 from shared.aggregate import NotFound
+from shared.audit import AuditTrail
 from shared.auth import READERS, WRITERS, Principal, Role, require
 from shared.clock import Clock
 from shared.contracts.membership import UnionLevel
@@ -51,8 +53,9 @@ from shared.unit_of_work import UnitOfWork
 
 Writer = Annotated[Principal, Depends(require(*WRITERS))]
 Reader = Annotated[Principal, Depends(require(*READERS))]
-#: Health data of injury reports: staff and supervisors only, not integrators.
-HealthReader = Annotated[Principal, Depends(require(Role.STAFF, Role.SUPERVISOR))]
+Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
+#: Any authenticated caller: the route itself decides, after recording the attempt.
+Anyone = Annotated[Principal, Depends(require(*Role))]
 PlanCode = Annotated[str, Path(min_length=1, max_length=64)]
 
 R = TypeVar("R")
@@ -66,6 +69,11 @@ def _runtime(request: Request) -> ServiceRuntime:
 def _vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
+
+
+def _audit(request: Request) -> AuditTrail:
+    trail: AuditTrail = request.app.state.audit
+    return trail
 
 
 def _clock(request: Request) -> Clock:
@@ -258,6 +266,24 @@ async def member_leaves(
     )
 
 
+@members_router.post("/members/{member_id}/contact")
+async def change_contact(
+    request: Request, member_id: uuid.UUID, body: ContactIn, principal: Writer
+) -> JSONResponse:
+    """Change the member's phone. The same number again is answered 200 with ``changed: false``
+    and publishes nothing."""
+    return await _command(
+        request,
+        principal,
+        lambda uow: handlers.change_contact(
+            uow, body, _clock(request), member_id=member_id, vault=_vault(request)
+        ),
+        views.contact_answer,
+        status_code=200,
+        body=_fingerprinted(request, body, "phone"),
+    )
+
+
 # --- Jing card --------------------------------------------------------------------------------
 
 
@@ -389,13 +415,28 @@ reports_router = APIRouter(tags=["injury reports"])
 
 
 @reports_router.get("/injury-reports/{report_id}")
-async def get_injury_report(request: Request, report_id: uuid.UUID, _: HealthReader) -> dict[str, Any]:
-    """One report with its health details and what the claims service made of it."""
+async def get_injury_report(request: Request, report_id: uuid.UUID, principal: Anyone) -> dict[str, Any]:
+    """One report with its health details and what the claims service made of it: staff and
+    supervisors only, every attempt (a refused one too) in the audit trail first."""
+    return await views.injury_report_detail(
+        _runtime(request).engine, _audit(request), _vault(request), principal, report_id
+    )
+
+
+audit_router = APIRouter(tags=["audit"])
+
+
+@audit_router.get("/audit")
+async def injury_details_audit(
+    request: Request,
+    _: Supervisor,
+    report_id: uuid.UUID | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every attempt to read an injury report's health details, allowed or refused, oldest first."""
     async with _read(request) as conn:
-        found = await views.injury_report_detail(conn, _vault(request), report_id)
-    if found is None:
-        raise _not_found("injury report", report_id)
-    return found
+        return await views.injury_details_audit(conn, report_id=report_id, limit=limit, offset=offset)
 
 
 # --- plan catalogue ---------------------------------------------------------------------------
@@ -450,4 +491,4 @@ async def enrollment_statistics(
         return await views.enrollment_statistics(conn, year=year, union_id=union_id)
 
 
-ROUTERS = (unions_router, members_router, reports_router, plans_router, statistics_router)
+ROUTERS = (unions_router, members_router, reports_router, audit_router, plans_router, statistics_router)

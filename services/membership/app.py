@@ -13,6 +13,7 @@ from services.membership.handlers import claim_reactions
 from services.membership.projections import apply
 from services.membership.settings import MembershipSettings
 from services.membership.vault import Vault
+from shared.audit import AuditTrail
 from shared.clock import Clock, beijing_today
 from shared.contracts.membership import registry
 from shared.runtime import ServiceRuntime
@@ -41,4 +42,5 @@ def create_app(settings: MembershipSettings | None = None, *, clock: Clock = bei
     runtime = build_runtime(settings, clock=clock)
     app = runtime.http_app(api.ROUTERS, title="Membership service")
     app.state.vault = Vault(runtime.cipher)
+    app.state.audit = AuditTrail(runtime.engine)
     return app

@@ -34,6 +34,7 @@ from shared.contracts.membership import (
     LeaveReason,
     MemberJoined,
     MemberLeft,
+    MemberPhoneChanged,
     MemberTransferred,
     PlanDefined,
     PlanEnrolled,
@@ -68,9 +69,16 @@ _CARD_NUMBER = re.compile(r"^[0-9]{16,19}$")
 _SEPARATORS = re.compile(r"[\s\-()]")
 
 
+#: GB 11643 (ISO 7064 MOD 11-2): weights of the first 17 digits, and the check character for
+#: each remainder of their weighted sum modulo 11.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
 def parse_national_id(raw: str) -> str:
     """Resident identity card number (GB 11643): 18 characters, 17 digits and a check character
-    that is a digit or X. Returns it normalised (trimmed, upper-case X)."""
+    (ISO 7064 MOD 11-2 over the 17 digits) that is a digit or X. Returns it normalised (trimmed,
+    upper-case X)."""
     value = raw.strip().upper()
     if not _NATIONAL_ID.fullmatch(value):
         raise InvalidInput(
@@ -78,7 +86,32 @@ def parse_national_id(raw: str) -> str:
             field="national_id",
             code="invalid_national_id",
         )
+    check = _ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
+    if value[17] != check:
+        raise InvalidInput(
+            "national_id's check character does not match its digits (a typo?)",
+            field="national_id",
+            code="invalid_national_id",
+        )
     return value
+
+
+def check_national_id_matches(national_id: str, *, birth_date: date, gender: Gender) -> None:
+    """A parsed national ID holds the birth date (digits 7-14) and the gender (17th digit odd for
+    a man, even for a woman); both must agree with what was typed into the form."""
+    if national_id[6:14] != birth_date.strftime("%Y%m%d"):
+        raise InvalidInput(
+            "birth_date does not match the birth date in national_id",
+            field="birth_date",
+            code="national_id_birth_date_mismatch",
+        )
+    id_gender = Gender.MALE if int(national_id[16]) % 2 else Gender.FEMALE
+    if gender is not id_gender:
+        raise InvalidInput(
+            "gender does not match the gender digit of national_id",
+            field="gender",
+            code="national_id_gender_mismatch",
+        )
 
 
 def parse_phone(raw: str) -> str:
@@ -90,11 +123,25 @@ def parse_phone(raw: str) -> str:
 
 
 def parse_card_number(raw: str, field: str = "card_number") -> str:
-    """A Jing card is a bank debit card: 16 to 19 digits (spaces and hyphens are dropped)."""
+    """A Jing card is a bank debit card: 16 to 19 digits (spaces and hyphens are dropped) ending in
+    a Luhn check digit."""
     value = _SEPARATORS.sub("", raw)
     if not _CARD_NUMBER.fullmatch(value):
         raise InvalidInput("card_number must be 16 to 19 digits", field=field, code="invalid_card_number")
+    if not luhn_valid(value):
+        raise InvalidInput(
+            "card_number's check digit does not match (a typo?)", field=field, code="invalid_card_number"
+        )
     return value
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check of bank card numbers: the last digit is the check digit."""
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        k = int(d) * (2 if i % 2 else 1)
+        total += k - 9 if k > 9 else k
+    return total % 10 == 0
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -268,6 +315,13 @@ class Member(Aggregate[uuid.UUID]):
         """A member from the day they joined up to and including the day they left."""
         return self.joined_on <= day and (self.left_on is None or day <= self.left_on)
 
+    def paid_cover_on(self, day: date) -> bool:
+        """A paid enrolment covers ``day`` (it stays in force to its end date after leaving)."""
+        return any(
+            e.starts_on <= day <= e.ends_on and (e.cancelled_on is None or day < e.cancelled_on)
+            for e in self.enrollments.values()
+        )
+
     def _require_in_service(self, doing: str) -> None:
         if self.left_on is not None:
             raise Conflict(
@@ -347,6 +401,16 @@ class Member(Aggregate[uuid.UUID]):
             after=f"the member joined or last moved ({self.last_moved_on.isoformat()})",
         )
         self._raise(MemberLeft(member_id=self.id, left_on=left_on, reason=reason))
+
+    def change_phone(self, *, today: date, same_as_recorded: bool) -> bool:
+        """The phone on record changes (the vault keeps the number; the event only says it
+        changed). ``same_as_recorded``: the vault found the new number is the one on record,
+        which is no change: no event. Returns whether it changed. A member who left may still
+        be reached (a payout, a claim): allowed."""
+        if same_as_recorded:
+            return False
+        self._raise(MemberPhoneChanged(member_id=self.id, changed_on=today))
+        return True
 
     def issue_card(self, *, card_number: str, issued_on: date, today: date) -> str:
         """Issue a Jing card; returns its last 4 digits. One active card at a time."""
@@ -482,6 +546,7 @@ class Member(Aggregate[uuid.UUID]):
                 price_level=price_level,
                 coverage_starts_on=starts_on,
                 coverage_ends_on=ends_on,
+                recorded_on=today,
             )
         )
         return self.enrollments[enrollment_id]
@@ -522,6 +587,10 @@ class Member(Aggregate[uuid.UUID]):
     @applies(MemberLeft)
     def _on_MemberLeft(self, e: MemberLeft) -> None:
         self.left_on, self.leave_reason = e.left_on, e.reason
+
+    @applies(MemberPhoneChanged)
+    def _on_MemberPhoneChanged(self, e: MemberPhoneChanged) -> None:
+        """Nothing the rules use: the number is in the vault."""
 
     @applies(CardIssued)
     def _on_CardIssued(self, e: CardIssued) -> None:
@@ -587,10 +656,13 @@ class InjuryReport(Aggregate[uuid.UUID]):
             earliest=member.joined_on,
             after=f"the member joined ({member.joined_on.isoformat()})",
         )
-        if not member.is_member_on(occurred_on):
+        if not member.is_member_on(occurred_on) and not member.paid_cover_on(occurred_on):
+            # After leaving, only a paid enrolment still in force makes a report worth making
+            # (the Jing-card benefit ended on the day of leaving).
             assert member.left_on is not None
             raise InvalidInput(
-                f"the member had left on {member.left_on.isoformat()}, before occurred_on",
+                f"the member had left on {member.left_on.isoformat()}, before occurred_on, "
+                "and no paid enrolment covers that day",
                 field="occurred_on",
                 code="not_a_member_then",
             )
@@ -612,6 +684,20 @@ class InjuryReport(Aggregate[uuid.UUID]):
     def _on_InjuryReported(self, e: InjuryReported) -> None:
         self.member_id, self.occurred_on = e.member_id, e.occurred_on
         self.member_version = e.member_version
+
+
+#: Roles that may read an injury report's health details (description, diagnosis, hospital).
+HEALTH_READER_ROLES = ("staff", "supervisor")
+
+
+def health_details_refusal(*, role: str, report_exists: bool) -> str | None:
+    """Why this caller may not read a report's health details, or None if they may. Every
+    attempt, allowed or refused, goes into the audit trail with this reason."""
+    if role not in HEALTH_READER_ROLES:
+        return f"role {role} may not read injury details"
+    if not report_exists:
+        return "no such injury report"
+    return None
 
 
 # --- Plan catalogue ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from services.membership.schemas import (
     CardCancelIn,
     CardIn,
     CardReplaceIn,
+    ContactIn,
     EnrollmentCancelIn,
     EnrollmentIn,
     InjuryReportIn,
@@ -71,6 +72,7 @@ async def join_member(uow: UnitOfWork, command: MemberIn, clock: Clock, *, vault
         employer=command.employer,
         today=today,
     )
+    domain.check_national_id_matches(national_id, birth_date=command.birth_date, gender=command.gender)
     await vault.record_identity(uow.conn, str(member.id), national_id, phone)
     await uow.save(member)
     return member
@@ -96,6 +98,28 @@ async def leave(uow: UnitOfWork, command: LeaveIn, clock: Clock, *, member_id: u
     member.leave(reason=command.reason, left_on=command.left_on or today, today=today)
     await uow.save(member)
     return member
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    member: Member
+    phone: str
+    changed: bool
+
+
+async def change_contact(
+    uow: UnitOfWork, command: ContactIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
+) -> ContactChange:
+    """A new phone: re-encrypted in the vault, an event without the number. The same number
+    again changes nothing and raises no event."""
+    member = await uow.get(Member, member_id, "member")
+    phone = domain.parse_phone(command.phone)
+    same = await vault.phone_of(uow.conn, member.id) == phone
+    changed = member.change_phone(today=clock(), same_as_recorded=same)
+    if changed:
+        await vault.record_phone(uow.conn, member.id, phone)
+        await uow.save(member)
+    return ContactChange(member, phone, changed)
 
 
 # --- Jing card --------------------------------------------------------------------------------

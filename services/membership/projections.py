@@ -34,6 +34,7 @@ from shared.contracts.membership import (
     InjuryReported,
     MemberJoined,
     MemberLeft,
+    MemberPhoneChanged,
     MemberTransferred,
     PlanDefined,
     PlanEnrolled,
@@ -139,6 +140,11 @@ async def _member_transferred(conn: AsyncConnection, env: EventEnvelope, e: Memb
 @projectors.on(MemberLeft)
 async def _member_left(conn: AsyncConnection, env: EventEnvelope, e: MemberLeft) -> None:
     await _touch(conn, env, e.member_id, status="left", left_on=e.left_on, leave_reason=e.reason)
+
+
+@projectors.on(MemberPhoneChanged)
+async def _member_phone_changed(conn: AsyncConnection, env: EventEnvelope, e: MemberPhoneChanged) -> None:
+    await _touch(conn, env, e.member_id)
 
 
 @projectors.on(CardIssued)

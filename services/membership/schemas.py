@@ -35,6 +35,10 @@ class MemberIn(RequestBody):
     employer: Text | None = None
 
 
+class ContactIn(RequestBody):
+    phone: Secret
+
+
 class LookupIn(RequestBody):
     national_id: Secret
 
@@ -103,6 +107,7 @@ class PlanIn(Plan):
     reduced_benefit_amount: Money | None = None
     benefit_per_share: Money | None = None
     max_benefit: Money | None = None
+    reporting_limit_months: int = Field(default=24, ge=1, le=120)
 
 
 class UnionCreated(BaseModel):

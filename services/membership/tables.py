@@ -183,6 +183,8 @@ member_identities = sa.Table(
     sa.Column("national_id_index", sa.Text, nullable=False, unique=True),  # HMAC: one member per ID
     sa.Column("national_id_enc", sa.Text, nullable=False),
     sa.Column("phone_enc", sa.Text, nullable=True),
+    #: HMAC of the phone (not unique: a household may share one); kept with every change.
+    sa.Column("phone_index", sa.Text, nullable=True, index=True),
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
 )
 

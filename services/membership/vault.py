@@ -46,6 +46,9 @@ class Vault:
     def national_id_index(self, national_id: str) -> str:
         return self._cipher.blind_index(national_id, "member.national_id")
 
+    def phone_index(self, phone: str) -> str:
+        return self._cipher.blind_index(phone, "member.phone")
+
     def fingerprint(self, value: str, context: str) -> str:
         """For anything that must be compared but not kept (e.g. an idempotency request hash)."""
         return self._cipher.blind_index(value, f"fingerprint.{context}")
@@ -64,6 +67,7 @@ class Vault:
                 national_id_index=self.national_id_index(national_id),
                 national_id_enc=self._cipher.encrypt(national_id, f"member.national_id:{member_id}"),
                 phone_enc=self._cipher.encrypt(phone, f"member.phone:{member_id}") if phone else None,
+                phone_index=self.phone_index(phone) if phone else None,
             )
             .on_conflict_do_nothing(index_elements=[member_identities.c.national_id_index])
             .returning(member_identities.c.member_id)
@@ -83,6 +87,26 @@ class Vault:
             )
         )
         return str(found) if found else None
+
+    async def phone_of(self, conn: AsyncConnection, member_id: uuid.UUID) -> str | None:
+        """The phone on record (decrypted: the handler compares it with a new one)."""
+        enc = await conn.scalar(
+            sa.select(member_identities.c.phone_enc)
+            .where(member_identities.c.member_id == member_id)
+            .with_for_update()
+        )
+        return self._cipher.decrypt(enc, f"member.phone:{member_id}") if enc else None
+
+    async def record_phone(self, conn: AsyncConnection, member_id: uuid.UUID, phone: str) -> None:
+        """Re-encrypt the member's phone and update its blind index."""
+        await conn.execute(
+            sa.update(member_identities)
+            .where(member_identities.c.member_id == member_id)
+            .values(
+                phone_enc=self._cipher.encrypt(phone, f"member.phone:{member_id}"),
+                phone_index=self.phone_index(phone),
+            )
+        )
 
     async def masked_identities(
         self, conn: AsyncConnection, member_ids: list[uuid.UUID]

@@ -13,9 +13,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.membership.domain import Enrollment, InjuryReport, Member, Union, parse_national_id
+from services.membership.domain import (
+    HEALTH_READER_ROLES,
+    Enrollment,
+    InjuryReport,
+    Member,
+    Union,
+    health_details_refusal,
+    parse_national_id,
+)
 from services.membership.tables import (
     activity_events,
     cards,
@@ -29,11 +37,16 @@ from services.membership.tables import (
     unions,
 )
 from services.membership.vault import Vault
+from shared.aggregate import NotFound
+from shared.audit import AuditTrail
+from shared.auth import Principal
 from shared.contracts.common import Benefit
 from shared.contracts.plans import Plan
+from shared.crypto import mask
+from shared.http import ProblemError
 
 if TYPE_CHECKING:
-    from services.membership.handlers import PlanDefinition
+    from services.membership.handlers import ContactChange, PlanDefinition
 
 JSON = dict[str, Any]
 
@@ -263,31 +276,83 @@ async def member_injury_reports(conn: AsyncConnection, member_id: uuid.UUID) -> 
     return [_row(r) for r in rows.mappings()]
 
 
-async def injury_report_detail(conn: AsyncConnection, vault: Vault, report_id: uuid.UUID) -> JSON | None:
-    """Includes the health details: only for roles that may read them."""
-    row = (
-        (await conn.execute(sa.select(injury_reports).where(injury_reports.c.report_id == report_id)))
-        .mappings()
-        .first()
+#: The audit trail's names for a report's health details and for reading them.
+INJURY_DETAILS_RESOURCE = "injury_details"
+READ_INJURY_DETAILS = "read_injury_details"
+
+
+async def injury_report_detail(
+    engine: AsyncEngine, trail: AuditTrail, vault: Vault, principal: Principal, report_id: uuid.UUID
+) -> JSON:
+    """The report with its health details, for the roles that may read them. Every attempt is
+    committed to the audit trail (allowed or refused) *before* anything is decided or revealed."""
+    async with engine.connect() as conn:
+        row = (
+            (await conn.execute(sa.select(injury_reports).where(injury_reports.c.report_id == report_id)))
+            .mappings()
+            .first()
+        )
+    refusal = health_details_refusal(role=str(principal.role), report_exists=row is not None)
+    await trail.record(
+        principal,
+        resource_type=INJURY_DETAILS_RESOURCE,
+        resource_id=str(report_id),
+        action=READ_INJURY_DETAILS,
+        allowed=refusal is None,
+        reason=refusal,
     )
+    if str(principal.role) not in HEALTH_READER_ROLES:
+        raise ProblemError(
+            403, "Forbidden", "only staff and supervisors may read injury details", code="forbidden"
+        )
     if row is None:
-        return None
+        raise NotFound(f"injury report {report_id} not found")
     out = _row(row)
-    details = await vault.injury_details(conn, report_id)
-    out.update(
-        description=details.description if details else None,
-        diagnosis=details.diagnosis if details else None,
-        hospital=details.hospital if details else None,
-    )
-    out["claims"] = await member_claim_list(conn, report_id=report_id)
-    no_cover = await conn.scalar(
-        sa.select(claim_events.c.data)
-        .where(claim_events.c.report_id == report_id, claim_events.c.event_type == "NoCoverageFound")
-        .order_by(claim_events.c.occurred_at.desc())
-        .limit(1)
-    )
+    async with engine.connect() as conn:
+        details = await vault.injury_details(conn, report_id)
+        out.update(
+            description=details.description if details else None,
+            diagnosis=details.diagnosis if details else None,
+            hospital=details.hospital if details else None,
+        )
+        out["claims"] = await member_claim_list(conn, report_id=report_id)
+        no_cover = await conn.scalar(
+            sa.select(claim_events.c.data)
+            .where(claim_events.c.report_id == report_id, claim_events.c.event_type == "NoCoverageFound")
+            .order_by(claim_events.c.occurred_at.desc())
+            .limit(1)
+        )
     out["no_coverage_reasons"] = list(no_cover.get("reasons", [])) if no_cover else None
     return out
+
+
+async def injury_details_audit(
+    conn: AsyncConnection, *, report_id: uuid.UUID | None, limit: int, offset: int
+) -> JSON:
+    """Every attempt to read an injury report's health details, oldest first."""
+    entries = await AuditTrail.entries(
+        conn,
+        resource_type=INJURY_DETAILS_RESOURCE,
+        resource_id=str(report_id) if report_id else None,
+        limit=limit,
+        offset=offset,
+    )
+    return {
+        "items": [
+            {
+                "report_id": e.resource_id,
+                "subject": e.subject,
+                "role": e.role,
+                "action": e.action,
+                "allowed": e.allowed,
+                "reason": e.reason,
+                "at": _iso(e.at),
+            }
+            for e in entries
+        ],
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -391,6 +456,11 @@ def leave_answer(member: Member) -> JSON:
         "left_on": member.left_on.isoformat(),
         "reason": member.leave_reason.value,
     }
+
+
+def contact_answer(change: ContactChange) -> JSON:
+    """The phone only masked; ``changed: false`` when it was the number on record already."""
+    return {"member_id": str(change.member.id), "phone": mask(change.phone), "changed": change.changed}
 
 
 def card_issued_answer(member: Member) -> JSON:

@@ -128,6 +128,13 @@ _EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
         m.MemberLeft(member_id=MEMBER, left_on=date(2038, 3, 31), reason=m.LeaveReason.RETIRED),
     ),
     (
+        "Member",
+        str(MEMBER),
+        8,
+        "membership",
+        m.MemberPhoneChanged(member_id=MEMBER, changed_on=date(2038, 4, 2)),
+    ),
+    (
         "InjuryReport",
         str(REPORT),
         1,

@@ -81,6 +81,14 @@ class MemberLeft(DomainEvent):
     reason: LeaveReason
 
 
+class MemberPhoneChanged(DomainEvent):
+    """The member's phone number changed (the number itself stays in membership's vault, never on
+    Kafka). Changing it to the number already on record is no change and raises no event."""
+
+    member_id: uuid.UUID
+    changed_on: date
+
+
 class CardIssued(DomainEvent):
     member_id: uuid.UUID
     card_last4: str = Field(pattern=r"^[0-9]{4}$")
@@ -102,6 +110,9 @@ class PlanEnrolled(DomainEvent):
     price_level: Decimal | None = None
     coverage_starts_on: date
     coverage_ends_on: date  # inclusive: the last day covered
+    #: The Beijing date the enrolment was recorded (None: written before this field existed). It
+    #: never covers an injury whose report was made before this day.
+    recorded_on: date | None = None
 
 
 class EnrollmentCancelled(DomainEvent):
@@ -152,6 +163,8 @@ class PlanDefined(DomainEvent):
     benefit_per_share: Decimal | None
     max_benefit: Decimal | None
     active: bool
+    #: Months after an incident within which it must be reported (older edits: two years).
+    reporting_limit_months: int = 24
 
 
 registry = EventRegistry(
@@ -160,6 +173,7 @@ registry = EventRegistry(
         MemberJoined,
         MemberTransferred,
         MemberLeft,
+        MemberPhoneChanged,
         CardIssued,
         CardCancelled,
         PlanEnrolled,

@@ -40,6 +40,10 @@ class Plan(BaseModel):
     benefit_per_share: Decimal | None = None  # the most one share can pay on one claim
     max_benefit: Decimal | None = None  # the most one claim can pay, whatever the shares
     active: bool = True  # open for new enrolments; cover already bought is kept either way
+    #: An incident reported more than this many months after it happened is decided "no
+    #: coverage" for this plan (``reporting_limit_passed``). Counted on dates: 24 months is two
+    #: years, the same day two years later still in time (29 Feb -> 28 Feb).
+    reporting_limit_months: int = Field(default=24, ge=1, le=120)
 
 
 D = Decimal

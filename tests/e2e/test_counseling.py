@@ -5,7 +5,7 @@ supervisor read them, and no topic and no process log holds the notes, a name or
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import pytest
 from shared.clock import BEIJING, beijing_today
 from tests.e2e.conftest import System
 from tests.e2e.processes import ServiceProcess
+from tests.identifiers import national_id
 from tests.infra import Infra
 from tests.kafka_support import eventually, read_topic
 
@@ -55,7 +56,7 @@ async def test_a_member_and_a_resident_are_counselled_and_nothing_leaks(
                 "full_name": MEMBER_NAME,
                 "gender": "female",
                 "birth_date": "1990-06-01",
-                "national_id": "110113199006011236",
+                "national_id": national_id(date(1990, 6, 1), female=True),
                 "phone": MEMBER_PHONE,
             },
         )

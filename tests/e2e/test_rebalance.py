@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
+from tests.identifiers import identity, luhn_complete
 from tests.infra import Infra
 from tests.kafka_support import eventually, read_topic
 
@@ -24,20 +25,24 @@ REPORTS_PER_MEMBER = 3
 
 
 async def _member(m: httpx.AsyncClient, union_id: str, i: int, today: date) -> str:
+    birth, nid = identity(i, female=i % 2 == 1)
     r = await m.post(
         "/v1/members",
         json={
             "union_id": union_id,
             "full_name": f"Member {i}",
             "gender": "female" if i % 2 else "male",
-            "birth_date": "1985-06-01",
-            "national_id": _national_id(i),
+            "birth_date": birth.isoformat(),
+            "national_id": nid,
             "joined_on": (today - timedelta(days=900)).isoformat(),
         },
     )
     assert r.status_code == 201, r.text
     member_id: str = r.json()["member_id"]
-    card = {"card_number": f"62103000{i:08d}", "issued_on": (today - timedelta(days=400)).isoformat()}
+    card = {
+        "card_number": luhn_complete(f"6210300{i:08d}"),
+        "issued_on": (today - timedelta(days=400)).isoformat(),
+    }
     assert (await m.post(f"/v1/members/{member_id}/card", json=card)).status_code == 201
     enrol = {
         "plan_code": "accident_injury",
@@ -46,14 +51,6 @@ async def _member(m: httpx.AsyncClient, union_id: str, i: int, today: date) -> s
     }
     assert (await m.post(f"/v1/members/{member_id}/enrollments", json=enrol)).status_code == 201
     return member_id
-
-
-def _national_id(i: int) -> str:
-    """A valid 18-digit resident ID (GB 11643 check digit) for test member ``i``."""
-    body = f"11011319850601{i:03d}"[:17]
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
-    return body + check
 
 
 async def test_a_second_claims_process_joins_and_is_killed_mid_stream(services: System, infra: Infra) -> None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 STAFF = {"Authorization": "Bearer local-staff-token"}
 NATIONAL_ID = "110113198003041238"
 PHONE = "13912345678"
-CARD = "6210300012345678"
+CARD = "6210300012375678"
 
 
 async def test_injury_opens_both_claims_one_is_documented_approved_and_paid(

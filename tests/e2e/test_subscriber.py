@@ -161,7 +161,7 @@ async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
         )["member_id"]
         await created(
             f"/v1/members/{member_id}/card",
-            {"card_number": "6210300012345678", "issued_on": (today - timedelta(days=400)).isoformat()},
+            {"card_number": "6210300012375678", "issued_on": (today - timedelta(days=400)).isoformat()},
         )
         await created(
             f"/v1/members/{member_id}/enrollments",

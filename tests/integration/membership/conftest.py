@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from services.membership.app import create_app
 from services.membership.settings import MembershipSettings
+from services.membership.vault import Vault
 from shared.runtime import ServiceRuntime
 from tests.infra import Infra
 
@@ -49,6 +50,11 @@ class Service:
     def runtime(self) -> ServiceRuntime:
         runtime: ServiceRuntime = self.app.state.runtime
         return runtime
+
+    @property
+    def vault(self) -> Vault:
+        vault: Vault = self.app.state.vault
+        return vault
 
     @property
     def topic(self) -> str:

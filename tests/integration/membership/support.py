@@ -3,7 +3,6 @@ and reading what really reached Kafka."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared.tables import events
+from tests.identifiers import card_number, national_id
 from tests.integration.membership.conftest import Service
 from tests.kafka_support import Received, read_topic
 
@@ -21,24 +21,9 @@ SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 INTEGRATOR = {"Authorization": "Bearer local-integrator-token"}
 COUNSELOR = {"Authorization": "Bearer local-counselor-token"}
 
-_serial = itertools.count(random.randrange(500))
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def national_id(birth_date: date, *, female: bool = False) -> str:
-    """A well-formed GB 11643 number (Shunyi region code, real check digit), unique per run."""
-    seq = (next(_serial) % 500) * 2 + (0 if female else 1)  # 17th digit: odd for men, even for women
-    body = f"110113{birth_date:%Y%m%d}{seq:03d}"
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
-    return body + check
-
 
 def phone() -> str:
     return f"139{random.randrange(10**8):08d}"
-
-
-def card_number() -> str:
-    return f"6217{random.randrange(10**15):015d}"
 
 
 async def create(service: Service, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.identifiers import with_wrong_check
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import (
     STAFF,
@@ -32,6 +33,10 @@ async def test_card_issue_cancel_replace(service: Service, tree: dict[str, str])
 
     assert_problem(await post(service, base, {"card_number": card_number()}), 409)
     assert_problem(await post(service, base, {"card_number": "1234-5678"}), 422, "card_number")
+    typo = assert_problem(
+        await post(service, base, {"card_number": with_wrong_check(card_number())}), 422, "card_number"
+    )
+    assert typo["code"] == "invalid_card_number"
     assert_problem(await post(service, f"/v1/members/{new_id()}/card", {"card_number": card_number()}), 404)
 
     second = card_number()

@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 
 from services.membership.projections import rebuild_read_models
 from services.membership.tables import metadata as membership_metadata
+from shared.audit import audit_metadata
 from shared.envelope import HEADER_NAMES, EventEnvelope
 from shared.tables import consumer_metadata, core_metadata
 from tests.integration.membership.conftest import Service
@@ -292,7 +293,8 @@ async def test_read_models_rebuild_to_the_same_answers(service: Service, tree: d
 async def test_migrated_schema_matches_the_table_definitions(service: Service) -> None:
     def diff(sync_conn: sa.Connection) -> list[Any]:
         context = MigrationContext.configure(sync_conn)
-        return list(compare_metadata(context, [core_metadata, consumer_metadata, membership_metadata]))  # type: ignore[arg-type]
+        metadata = [core_metadata, consumer_metadata, membership_metadata, audit_metadata]
+        return list(compare_metadata(context, metadata))  # type: ignore[arg-type]
 
     async with service.runtime.engine.connect() as conn:
         assert await conn.run_sync(diff) == []

@@ -114,8 +114,10 @@ def test_card_cancelled_before_the_injury_does_not_count_but_one_cancelled_after
 
 def test_unknown_or_former_member_gets_nothing_with_a_reason() -> None:
     assert domain.entitlements(injury(), None, PLANS).reasons[0].startswith("member_unknown")
-    left = coverage(enrollments=(accident(),), left_on=date(2016, 6, 30))
-    assert domain.entitlements(injury(), left, PLANS).reasons[0].startswith("not_a_member_on_date")
+    before_joining = MemberCoverage(MEMBER, date(2016, 8, 3), enrollments=(accident(),))
+    assert domain.entitlements(injury(), before_joining, PLANS).reasons[0].startswith("not_a_member_on_date")
+    left = coverage(card=False, left_on=date(2016, 6, 30))
+    assert domain.entitlements(injury(), left, PLANS).entitlements == ()
 
 
 def test_closing_a_paid_plan_to_new_enrolments_does_not_take_existing_cover_away() -> None:
@@ -141,10 +143,22 @@ def test_an_injury_plan_added_to_the_catalogue_opens_claims_by_itself() -> None:
     assert any(r.startswith("no_enrollment: no accident_injury") for r in check.reasons)
 
 
-def test_the_day_of_leaving_is_still_covered_the_day_after_is_not() -> None:
-    left = coverage(enrollments=(accident(),), left_on=AUG_2)
+def test_the_card_benefit_covers_the_day_of_leaving_but_not_the_day_after() -> None:
+    left = coverage(left_on=AUG_2)
+    assert plans_of(domain.entitlements(injury(AUG_2), left, PLANS)) == [CARD_PLAN]
+    after = domain.entitlements(injury(date(2016, 8, 3)), left, PLANS)
+    assert after.entitlements == ()
+    assert f"member_left: the Jing card benefit ended when the member left on {AUG_2}" in after.reasons
+
+
+def test_a_paid_enrolment_stays_in_force_after_leaving_to_its_end_date() -> None:
+    left = coverage(enrollments=(accident(end=date(2016, 12, 31)),), left_on=AUG_2)
     assert plans_of(domain.entitlements(injury(AUG_2), left, PLANS)) == [ACCIDENT_PLAN, CARD_PLAN]
-    assert domain.entitlements(injury(date(2016, 8, 3)), left, PLANS).entitlements == ()
+    assert plans_of(domain.entitlements(injury(date(2016, 8, 3)), left, PLANS)) == [ACCIDENT_PLAN]
+    assert plans_of(domain.entitlements(injury(date(2016, 12, 31)), left, PLANS)) == [ACCIDENT_PLAN]
+    last = domain.entitlements(injury(date(2017, 1, 1)), left, PLANS)
+    assert last.entitlements == ()
+    assert [r.split(":")[0] for r in last.reasons] == ["not_covered_on_date", "member_left"]
 
 
 def test_claim_ids_are_derived_so_a_redelivered_report_names_the_same_claims() -> None:
@@ -314,3 +328,67 @@ def test_filing_twice_is_a_conflict() -> None:
             incident_on=AUG_2,
             today=AUG_2,
         )
+
+
+# --- late reports --------------------------------------------------------------------------------
+
+
+def test_a_report_exactly_two_years_after_the_injury_is_in_time_the_day_after_is_late() -> None:
+    cover = coverage(enrollments=(accident(),))
+    on_time = domain.entitlements(injury(reported_on=date(2018, 8, 2)), cover, PLANS)
+    assert plans_of(on_time) == [ACCIDENT_PLAN, CARD_PLAN]
+    late = domain.entitlements(injury(reported_on=date(2018, 8, 3)), cover, PLANS)
+    assert late.entitlements == ()
+    assert [r.split(":")[0] for r in late.reasons] == ["reporting_limit_passed", "reporting_limit_passed"]
+    assert (
+        f"reporting_limit_passed: {ACCIDENT_PLAN} incidents must be reported within 24 months"
+        in (late.reasons[0])
+    )
+    assert "(by 2018-08-02)" in late.reasons[0]
+
+
+def test_two_years_are_counted_on_dates_from_a_29_february() -> None:
+    cover = MemberCoverage(MEMBER, date(2010, 1, 1), cards=(CardSpell("1234", date(2015, 3, 1)),))
+    leap = Injury(REPORT, MEMBER, date(2016, 2, 29), False, reported_on=date(2018, 2, 28))
+    assert plans_of(domain.entitlements(leap, cover, PLANS)) == [CARD_PLAN]
+    late = Injury(REPORT, MEMBER, date(2016, 2, 29), False, reported_on=date(2018, 3, 1))
+    assert domain.entitlements(late, cover, PLANS).entitlements == ()
+    assert domain.reporting_deadline(PLANS[CARD_PLAN], date(2016, 2, 29)) == date(2018, 2, 28)
+
+
+def test_a_plan_may_set_its_own_reporting_limit_and_only_that_plan_is_refused() -> None:
+    strict = {**PLANS, CARD_PLAN: PLANS[CARD_PLAN].model_copy(update={"reporting_limit_months": 6})}
+    cover = coverage(enrollments=(accident(),))
+    check = domain.entitlements(injury(reported_on=date(2017, 2, 3)), cover, strict)
+    assert plans_of(check) == [ACCIDENT_PLAN]
+    assert any(r.startswith(f"reporting_limit_passed: {CARD_PLAN}") for r in check.reasons)
+    assert plans_of(domain.entitlements(injury(reported_on=date(2017, 2, 2)), cover, strict)) == [
+        ACCIDENT_PLAN,
+        CARD_PLAN,
+    ]
+
+
+def test_the_entitlements_view_without_a_report_date_applies_no_limit() -> None:
+    assert plans_of(domain.entitlements(injury(), coverage(), PLANS)) == [CARD_PLAN]
+    assert PLANS[ACCIDENT_PLAN].reporting_limit_months == 24  # the default: two years
+
+
+# --- no backdating: an enrolment recorded after the report never covers it -----------------------
+
+
+def test_an_enrolment_recorded_after_the_report_does_not_cover_it_one_recorded_that_day_does() -> None:
+    after = accident(recorded_on=date(2016, 8, 5))
+    same_day = accident(recorded_on=date(2016, 8, 4))
+    reported = injury(reported_on=date(2016, 8, 4))
+    check = domain.entitlements(reported, coverage(card=False, enrollments=(after,)), PLANS)
+    assert check.entitlements == ()
+    assert check.reasons[0].startswith("enrolled_after_report: accident_injury")
+    both = domain.entitlements(reported, coverage(card=False, enrollments=(after, same_day)), PLANS)
+    assert [e.enrollment_id for e in both.entitlements] == [same_day.enrollment_id]
+    # events written before recorded_on existed, and the "what if" view, apply no such rule
+    assert plans_of(
+        domain.entitlements(reported, coverage(card=False, enrollments=(accident(),)), PLANS)
+    ) == [ACCIDENT_PLAN]
+    assert plans_of(domain.entitlements(injury(), coverage(card=False, enrollments=(after,)), PLANS)) == [
+        ACCIDENT_PLAN
+    ]

@@ -20,12 +20,14 @@ from shared.contracts.membership import (
     InjuryReported,
     LeaveReason,
     MemberJoined,
+    MemberPhoneChanged,
     PlanDefined,
     PlanEnrolled,
     UnionLevel,
 )
 from shared.contracts.plans import DEFAULT_PLANS, ClaimKind, Plan
 from shared.events import DomainEvent
+from tests.identifiers import card_number, identity, luhn_complete, national_id
 
 TODAY = date(2016, 8, 10)
 PLANS = {p.code: p for p in DEFAULT_PLANS}
@@ -107,7 +109,7 @@ def member(
         today=TODAY,
     )
     if card:
-        m.issue_card(card_number="6217000010001234567", issued_on=joined_on, today=TODAY)
+        m.issue_card(card_number="6217000010001254567", issued_on=joined_on, today=TODAY)
     m.mark_saved()
     return m
 
@@ -139,19 +141,63 @@ def test_plan_data_comes_in_as_values_never_from_constants_here() -> None:
 # --- value rules ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", ["110113198005201234", "11011319800520123X", " 11011319800520123x "])
-def test_national_id_accepts_18_characters_with_check_digit_or_x(raw: str) -> None:
+@pytest.mark.parametrize("raw", ["110113198005201231", "11011319800520124X", " 11011319800520124x "])
+def test_national_id_accepts_18_characters_with_its_check_digit_or_x(raw: str) -> None:
     assert domain.parse_national_id(raw) == raw.strip().upper()
 
 
 @pytest.mark.parametrize(
-    "raw", ["11011319800520123", "1101131980052012345", "1101131980052012A4", "X10113198005201234", ""]
+    "raw",
+    [
+        "11011319800520123",
+        "1101131980052012345",
+        "1101131980052012A4",
+        "X10113198005201234",
+        "",
+        "110113198005201234",  # well-formed, but the check character is 1
+        "110113198005201230",  # one off
+        "11011319800520123X",
+        "110113198005201241",  # X expected
+    ],
 )
-def test_national_id_rejects_other_shapes_without_echoing_the_value(raw: str) -> None:
+def test_national_id_rejects_other_shapes_and_wrong_check_characters_without_echoing_the_value(
+    raw: str,
+) -> None:
     with pytest.raises(InvalidInput) as info:
         domain.parse_national_id(raw)
-    assert info.value.field == "national_id"
+    assert info.value.field == "national_id" and info.value.code == "invalid_national_id"
     assert raw.strip() == "" or raw not in str(info.value)
+
+
+def test_every_generated_national_id_passes_and_every_single_digit_typo_is_caught() -> None:
+    for n in range(0, 36_500_000, 997_001):
+        birth, nid = identity(n, female=n % 2 == 0)
+        assert domain.parse_national_id(nid) == nid
+        domain.check_national_id_matches(
+            nid, birth_date=birth, gender=Gender.FEMALE if n % 2 == 0 else Gender.MALE
+        )
+        for i in range(17):  # MOD 11-2 catches every substitution of one digit
+            typo = nid[:i] + str((int(nid[i]) + 1) % 10) + nid[i + 1 :]
+            with expect(InvalidInput, "national_id"):
+                domain.parse_national_id(typo)
+
+
+def test_national_id_birth_date_and_gender_must_match_the_form() -> None:
+    nid = national_id(date(1980, 5, 20))  # a man
+    domain.check_national_id_matches(nid, birth_date=date(1980, 5, 20), gender=Gender.MALE)
+    for other in (date(1980, 5, 21), date(1980, 5, 19), date(1981, 5, 20)):
+        with pytest.raises(InvalidInput) as info:
+            domain.check_national_id_matches(nid, birth_date=other, gender=Gender.MALE)
+        assert info.value.field == "birth_date" and info.value.code == "national_id_birth_date_mismatch"
+        assert nid not in str(info.value)
+    with pytest.raises(InvalidInput) as info:
+        domain.check_national_id_matches(nid, birth_date=date(1980, 5, 20), gender=Gender.FEMALE)
+    assert info.value.field == "gender" and info.value.code == "national_id_gender_mismatch"
+    woman = national_id(date(1980, 5, 20), female=True)
+    assert int(woman[16]) % 2 == 0
+    domain.check_national_id_matches(woman, birth_date=date(1980, 5, 20), gender=Gender.FEMALE)
+    with expect(InvalidInput, "gender"):
+        domain.check_national_id_matches(woman, birth_date=date(1980, 5, 20), gender=Gender.MALE)
 
 
 def test_phone_is_normalised_and_checked() -> None:
@@ -162,12 +208,26 @@ def test_phone_is_normalised_and_checked() -> None:
             domain.parse_phone(bad)
 
 
-def test_card_number_is_16_to_19_digits() -> None:
+def test_card_number_is_16_to_19_digits_ending_in_a_luhn_digit() -> None:
     assert domain.parse_card_number("6217 0000 1000 1234") == "6217000010001234"
-    assert domain.parse_card_number("6" * 19) == "6" * 19
-    for bad in ("6" * 15, "6" * 20, "6217abcd10001234"):
+    assert domain.parse_card_number("4111-1111-1111-1111") == "4111111111111111"
+    nineteen = luhn_complete("6" * 18)
+    assert domain.parse_card_number(nineteen) == nineteen
+    for bad in ("6" * 15, luhn_complete("6" * 19), "6217abcd10001234"):
         with expect(InvalidInput, "card_number"):
             domain.parse_card_number(bad)
+
+
+def test_a_wrong_luhn_digit_or_a_single_digit_typo_is_invalid_card_number() -> None:
+    for number in (card_number(length=16), card_number(length=19), "6217000010001234"):
+        assert domain.parse_card_number(number) == number
+        assert domain.luhn_valid(number)
+        for i in range(len(number)):
+            typo = number[:i] + str((int(number[i]) + 1) % 10) + number[i + 1 :]
+            with pytest.raises(InvalidInput) as info:
+                domain.parse_card_number(typo)
+            assert info.value.code == "invalid_card_number" and info.value.field == "card_number"
+            assert typo not in str(info.value)
 
 
 def test_age_counts_completed_years() -> None:
@@ -344,7 +404,7 @@ def test_leave_once_with_a_reason_on_a_plausible_date() -> None:
 
 def test_issue_card_publishes_only_the_last_four_digits() -> None:
     m = member(card=False)
-    assert m.issue_card(card_number="6217 0000 1000 9876", issued_on=date(2012, 3, 1), today=TODAY) == "9876"
+    assert m.issue_card(card_number="6217 0000 1006 9876", issued_on=date(2012, 3, 1), today=TODAY) == "9876"
     [event] = m.pending_events
     assert isinstance(event, CardIssued) and event.card_last4 == "9876"
     assert "6217" not in event.model_dump_json()
@@ -354,7 +414,7 @@ def test_issue_card_publishes_only_the_last_four_digits() -> None:
 def test_one_active_card_at_a_time() -> None:
     m = member()
     with expect(Conflict, code="card_already_active"):
-        m.issue_card(card_number="6217000010005555", issued_on=TODAY, today=TODAY)
+        m.issue_card(card_number="6217000010025555", issued_on=TODAY, today=TODAY)
 
 
 def test_card_dates_and_number_are_checked() -> None:
@@ -362,9 +422,9 @@ def test_card_dates_and_number_are_checked() -> None:
     with expect(InvalidInput, "card_number"):
         m.issue_card(card_number="1234", issued_on=TODAY, today=TODAY)
     with expect(InvalidInput, "issued_on"):
-        m.issue_card(card_number="6217000010005555", issued_on=date(2011, 12, 31), today=TODAY)
+        m.issue_card(card_number="6217000010025555", issued_on=date(2011, 12, 31), today=TODAY)
     with expect(InvalidInput, "issued_on"):
-        m.issue_card(card_number="6217000010005555", issued_on=TODAY + timedelta(days=1), today=TODAY)
+        m.issue_card(card_number="6217000010025555", issued_on=TODAY + timedelta(days=1), today=TODAY)
 
 
 def test_cancel_then_issue_a_new_card() -> None:
@@ -374,29 +434,46 @@ def test_cancel_then_issue_a_new_card() -> None:
     with expect(Conflict, code="no_active_card"):
         m.cancel_card(cancelled_on=TODAY, today=TODAY)
     with expect(InvalidInput, "issued_on"):  # not before the last card was cancelled
-        m.issue_card(card_number="6217000010005555", issued_on=date(2014, 12, 31), today=TODAY)
-    m.issue_card(card_number="6217000010005555", issued_on=date(2015, 1, 2), today=TODAY)
+        m.issue_card(card_number="6217000010025555", issued_on=date(2014, 12, 31), today=TODAY)
+    m.issue_card(card_number="6217000010025555", issued_on=date(2015, 1, 2), today=TODAY)
     state = replayed(m)
     assert [c.active for c in state.cards] == [False, True] and state.cards[0].reason == "lost"
 
 
 def test_replace_card_cancels_old_and_issues_new() -> None:
     m = member()
-    assert m.replace_card(card_number="6217000010002222", replaced_on=TODAY, today=TODAY) == ("4567", "2222")
+    assert m.replace_card(card_number="6217000010022222", replaced_on=TODAY, today=TODAY) == ("4567", "2222")
     cancelled, issued = m.pending_events
     assert isinstance(cancelled, CardCancelled) and cancelled.reason == "replaced"
     assert isinstance(issued, CardIssued) and issued.card_last4 == "2222"
     assert replayed(m).active_card is not None
     without = member(card=False)
     with expect(Conflict, code="no_active_card"):
-        without.replace_card(card_number="6217000010002222", replaced_on=TODAY, today=TODAY)
+        without.replace_card(card_number="6217000010022222", replaced_on=TODAY, today=TODAY)
+
+
+def test_a_phone_change_raises_an_event_without_the_number_and_the_same_number_raises_none() -> None:
+    m = member()
+    assert m.change_phone(today=TODAY, same_as_recorded=True) is False
+    assert m.pending_events == []
+    assert m.change_phone(today=TODAY, same_as_recorded=False) is True
+    [event] = m.pending_events
+    assert isinstance(event, MemberPhoneChanged) and event.changed_on == TODAY
+    assert set(MemberPhoneChanged.model_fields) == {"member_id", "changed_on"}  # never the number
+    replayed(m)  # the aggregate accounts for its own event
+
+
+def test_a_member_who_left_may_still_change_phone() -> None:
+    m = member()
+    m.leave(reason=LeaveReason.MOVED, left_on=TODAY, today=TODAY)
+    assert m.change_phone(today=TODAY, same_as_recorded=False) is True
 
 
 def test_left_member_gets_no_card() -> None:
     m = member(card=False)
     m.leave(reason=LeaveReason.MOVED, left_on=TODAY, today=TODAY)
     with expect(Conflict, code="member_left"):
-        m.issue_card(card_number="6217000010005555", issued_on=TODAY, today=TODAY)
+        m.issue_card(card_number="6217000010025555", issued_on=TODAY, today=TODAY)
 
 
 # --- enrolment --------------------------------------------------------------------------------
@@ -557,6 +634,20 @@ def test_injury_date_rules() -> None:
     InjuryReport(ident()).report(member=m, occurred_on=date(2016, 5, 1), work_related=False, today=TODAY)
 
 
+def test_after_leaving_a_report_is_accepted_only_while_a_paid_enrolment_is_in_force() -> None:
+    m = member(joined_on=date(2010, 1, 1))
+    enroll(m, starts_on=date(2016, 1, 1))  # to 2016-12-31
+    m.leave(reason=LeaveReason.MOVED, left_on=date(2016, 5, 1), today=TODAY)
+    InjuryReport(ident()).report(member=m, occurred_on=date(2016, 5, 2), work_related=False, today=TODAY)
+    other = member(joined_on=date(2010, 1, 1))
+    enroll(other, starts_on=date(2015, 5, 2))  # to 2016-05-01: ends the day of leaving
+    other.leave(reason=LeaveReason.MOVED, left_on=date(2016, 5, 1), today=TODAY)
+    with expect(InvalidInput, "occurred_on", "not_a_member_then"):
+        InjuryReport(ident()).report(
+            member=other, occurred_on=date(2016, 5, 2), work_related=False, today=TODAY
+        )
+
+
 # --- plan catalogue ---------------------------------------------------------------------------
 
 
@@ -595,3 +686,16 @@ def test_plan_definition_rules(update: dict[str, Any], field: str) -> None:
 def test_plan_code_must_match_its_stream() -> None:
     with expect(InvalidInput, "code"):
         CataloguePlan("other_plan").define(ACCIDENT, current=None)
+
+
+# --- who may read an injury's health details --------------------------------------------------
+
+
+def test_only_staff_and_supervisors_read_health_details_and_every_refusal_has_a_reason() -> None:
+    for role in ("staff", "supervisor"):
+        assert domain.health_details_refusal(role=role, report_exists=True) is None
+        assert domain.health_details_refusal(role=role, report_exists=False) == "no such injury report"
+    for role in ("integrator", "counselor"):
+        for exists in (True, False):
+            reason = domain.health_details_refusal(role=role, report_exists=exists)
+            assert reason == f"role {role} may not read injury details"

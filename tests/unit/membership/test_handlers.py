@@ -53,7 +53,7 @@ def member_of(uow: FakeUnitOfWork, union: Union, *, card: bool = True) -> Member
         today=TODAY,
     )
     if card:
-        member.issue_card(card_number="6210300012345678", issued_on=date(2015, 3, 1), today=TODAY)
+        member.issue_card(card_number="6210300012375678", issued_on=date(2015, 3, 1), today=TODAY)
     uow.given(member)
     return member
 
