@@ -242,6 +242,7 @@ member_reactions.ignore(
     m.EnrollmentCancelled,
     m.InjuryReported,
     m.PlanDefined,
+    m.MemberPhoneChanged,  # activities keeps no phone of members
 )
 
 

@@ -1,16 +1,16 @@
 """access_audit: who read an injury report's health details, and who was refused (the shared
 append-only trail, shared/audit.py).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from alembic import op
 
 from shared.audit import create_audit_table, drop_audit_table
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
