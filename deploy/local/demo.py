@@ -56,7 +56,7 @@ def join(m: httpx.Client, union_id: str, full_name: str, gender: str, joined_on:
         "full_name": full_name,
         "gender": gender,
         "birth_date": birth.isoformat(),
-        "national_id": national_id(birth),
+        "national_id": national_id(birth, female=gender == "female"),
         "joined_on": joined_on.isoformat(),
     }
     member_id: str = call(m, "POST", "/v1/members", body, 201)["member_id"]

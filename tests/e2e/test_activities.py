@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,18 +11,13 @@ import pytest
 
 from tests.e2e.conftest import System
 from tests.e2e.processes import ServiceProcess
+from tests.identifiers import national_id
 from tests.infra import Infra
 from tests.kafka_support import eventually, read_topic
 
 pytestmark = pytest.mark.e2e
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
-
-
-def national_id(birth: date) -> str:
-    body = f"110113{birth:%Y%m%d}{random.randint(100, 999)}"
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
 
 
 async def test_mothers_day_fills_queues_and_promotes_and_a_leaver_loses_the_place(
@@ -56,7 +50,7 @@ async def test_mothers_day_fills_queues_and_promotes_and_a_leaver_loses_the_plac
                     "full_name": f"妈妈{n}",
                     "gender": "female",
                     "birth_date": birth.isoformat(),
-                    "national_id": national_id(birth),
+                    "national_id": national_id(birth, female=True),
                     "phone": f"1391234000{n}",
                 },
             )
