@@ -37,6 +37,18 @@ def reliable_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaPr
     return AIOKafkaProducer(**config)
 
 
+#: Event topics are kept for good: a consumer group reset to offset 0 (a projection rebuild, a new
+#: integrator) must find every stream from its first version, or it waits for a deleted one.
+EVENTS_RETENTION_MS = -1
+#: Dead letters are kept long enough to inspect and replay them.
+DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+def topic_retention_ms(topic: str) -> int:
+    """The retention a topic is created with (as deploy/k8s/base/kafka-topics.yaml declares it)."""
+    return DLQ_RETENTION_MS if topic.endswith(".dlq") else EVENTS_RETENTION_MS
+
+
 async def ensure_topics(
     bootstrap_servers: str, topics: Iterable[str], *, partitions: int = 3, replication: int = 1
 ) -> None:
@@ -50,7 +62,15 @@ async def ensure_topics(
             return
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+                [
+                    NewTopic(
+                        t,
+                        num_partitions=partitions,
+                        replication_factor=replication,
+                        topic_configs={"retention.ms": str(topic_retention_ms(t))},
+                    )
+                    for t in missing
+                ]
             )
         log.info("created topics %s", missing)
     finally:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared import kafka
 from shared.contracts import activities, claims, compat, counseling, guide, mediation, membership
 from shared.contracts.examples import examples, kafka_headers
 from shared.envelope import EventEnvelope
@@ -119,8 +120,8 @@ SERVERS: dict[str, dict[str, Any]] = {
 
 #: Topic settings as deploy/k8s/base/kafka-topics.yaml creates them.
 PARTITIONS = 3
-EVENTS_RETENTION_MS = 7 * 24 * 3600 * 1000
-DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+EVENTS_RETENTION_MS = kafka.EVENTS_RETENTION_MS
+DLQ_RETENTION_MS = kafka.DLQ_RETENTION_MS
 
 EVENT_HEADERS = ("event_type", "event_id", "schema_version", "correlation_id")
 
