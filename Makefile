@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # The official AsyncAPI parser (Node), pinned by tools/asyncapi/package-lock.json; the contract tests run it.
 NODE_STAMP := tools/asyncapi/node_modules/.installed-$(shell sha1sum tools/asyncapi/package-lock.json | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core bench-store bench-e2e faults demo venv node-tools contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-store bench-e2e faults failover-demo demo venv node-tools contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -71,6 +71,12 @@ bench-e2e: up
 # FAULTS_ARGS passes options, e.g. `make faults FAULTS_ARGS="--reports 2000 --seed 7"`.
 faults: infra
 	@$(PY) -m bench.faults $(FAULTS_ARGS)
+
+# Primary + streaming standby (private, loopback), the primary SIGKILLed under load and the standby
+# promoted, once with synchronous and once with asynchronous replication (~1-2 min, bounded).
+# Exits 1 if the synchronous run loses anything. FAILOVER_ARGS passes options.
+failover-demo: infra
+	@$(PY) -m bench.failover $(FAILOVER_ARGS)
 
 demo: up
 	@$(PY) deploy/local/demo.py

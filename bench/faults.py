@@ -82,15 +82,26 @@ FAULT_KINDS = (
 
 
 class PrivatePostgres:
-    """A throw-away PostgreSQL cluster (Debian binaries) on a free loopback port, trust auth."""
+    """A throw-away PostgreSQL cluster (Debian binaries) on a free loopback port, trust auth.
 
-    def __init__(self, root: Path) -> None:
+    ``standby_of``: instead of a fresh initdb, a streaming standby of that (running) cluster,
+    copied with ``pg_basebackup -R`` (bench/failover.py). ``settings`` are appended to its
+    postgresql.conf (after the copy, so a standby's own settings win over its primary's)."""
+
+    def __init__(
+        self,
+        root: Path,
+        name: str = "postgres",
+        *,
+        standby_of: PrivatePostgres | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
         if not versions:
             raise RuntimeError("PostgreSQL binaries missing: run `deploy/local/infra.sh up` first")
         self.bin = versions[-1].parent
         self.port = free_port()
-        self.dir = root / "postgres"
+        self.dir = root / name
         self.dir.mkdir(parents=True)
         self.data = self.dir / "data"
         self.as_owner: list[str] = []
@@ -98,12 +109,31 @@ class PrivatePostgres:
             root.chmod(0o755)
             shutil.chown(self.dir, "postgres", "postgres")
             self.as_owner = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        if standby_of is None:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        else:
+            # -R writes standby.signal and primary_conninfo; -X stream copies the WAL it needs.
+            self._run(
+                "pg_basebackup",
+                *("-h", "127.0.0.1", "-p", str(standby_of.port), "-U", "postgres"),
+                *("-D", str(self.data), "-R", "-X", "stream", "-c", "fast"),
+            )
+        if settings:
+            # Appending keeps the file's owner (root may write it; the server only reads it).
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.writelines(f"{k} = '{v}'\n" for k, v in settings.items())
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
             [*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120
         )
+
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's pid (first line of postmaster.pid), or None."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=200"
@@ -179,6 +209,8 @@ class Campaign:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     all_kinds_done: asyncio.Event = field(default_factory=asyncio.Event)
     killing: set[str] = field(default_factory=set)
+    #: The services under test, with the topics each consumes (bench/failover.py runs two).
+    services: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SERVICES))
 
     def url(self, name: str) -> str:
         return self.procs[name].url
@@ -477,7 +509,7 @@ async def wait_for_quiet(c: Campaign, timeout: float) -> float:
     async with httpx.AsyncClient(base_url=c.url("claims"), headers=STAFF, timeout=20) as client:
         while time.monotonic() - start < timeout:
             outboxes = 0
-            for name in SERVICES:
+            for name in c.services:
                 conn = await asyncpg.connect(c.postgres.url(name))
                 try:
                     outboxes += await conn.fetchval("SELECT count(*) FROM outbox")
@@ -557,7 +589,7 @@ async def count(c: Campaign) -> dict[str, Any]:
 
     # Kafka vs each store.
     topics: dict[str, Any] = {}
-    for name in SERVICES:
+    for name in c.services:
         topic = f"{name}.events"
         records = await read_topic(c.kafka.bootstrap, topic)
         conn = await asyncpg.connect(c.postgres.url(name))
@@ -568,6 +600,9 @@ async def count(c: Campaign) -> dict[str, Any]:
         store_ids = {str(s["event_id"]) for s in stored}
         first_seen: dict[str, list[int]] = defaultdict(list)
         seen_ids: set[str] = set()
+        #: (stream, version) -> the event ids Kafka carries for it: two means a version was reused
+        #: (a store that lost its tail appending again over events already published).
+        slots: dict[tuple[str, int], set[str]] = defaultdict(set)
         redelivered = probes = 0
         for rec in records:
             if any(k == PROBE_HEADER for k, _ in rec.headers or ()):
@@ -578,6 +613,7 @@ async def count(c: Campaign) -> dict[str, Any]:
                 redelivered += 1
                 continue
             seen_ids.add(envelope["event_id"])
+            slots[(envelope["aggregate_id"], envelope["aggregate_version"])].add(envelope["event_id"])
             first_seen[envelope["aggregate_id"]].append(envelope["aggregate_version"])
         disorder = sum(1 for versions in first_seen.values() if versions != list(range(1, len(versions) + 1)))
         per_stream: dict[str, int] = defaultdict(int)
@@ -594,6 +630,7 @@ async def count(c: Campaign) -> dict[str, Any]:
             "kafka_not_in_store": len(seen_ids - store_ids),
             "aggregates_out_of_order": disorder,
             "store_version_gaps": gaps,
+            "kafka_versions_reused": sum(1 for ids in slots.values() if len(ids) > 1),
             "probes": probes,
         }
         if name == "membership":
@@ -608,7 +645,7 @@ async def count(c: Campaign) -> dict[str, Any]:
 
     dead: Counter[str] = Counter()
     unexpected_dead: list[str] = []
-    for consumed in sorted({t for ts in SERVICES.values() for t in ts}):
+    for consumed in sorted({t for ts in c.services.values() for t in ts}):
         for rec in await read_topic(c.kafka.bootstrap, f"{consumed}.dlq"):
             headers = {k: v.decode(errors="replace") for k, v in rec.headers or ()}
             probe = headers.get(PROBE_HEADER)
@@ -618,7 +655,7 @@ async def count(c: Campaign) -> dict[str, Any]:
     result["dead_letters"] = dict(dead)
     result["dead_letters_unexpected"] = unexpected_dead
     # Each consumer group of a topic dead-letters a malformed probe on its own.
-    groups = Counter(t for consumed in SERVICES.values() for t in consumed)
+    groups = Counter(t for consumed in c.services.values() for t in consumed)
     sent_bad = sum(
         n * groups[k.split(":")[0]] for k, n in c.probes_sent.items() if not k.endswith(":unknown_type")
     )
@@ -677,6 +714,7 @@ def verdict(result: dict[str, Any]) -> list[str]:
             "kafka_not_in_store",
             "aggregates_out_of_order",
             "store_version_gaps",
+            "kafka_versions_reused",
         ):
             if t[key]:
                 problems.append(f"{topic} {key}: {t[key]}")

@@ -152,14 +152,28 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
             return True
+        if _no_primary_yet(exc.orig):
+            return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         # 40001 serialization failure, 40P01 deadlock, 55P03 lock timeout, 57014 query cancelled,
-        # 57P01-03 server shutting down / starting; classes 08 (connection) and 53 (resources).
+        # 57P01-03 server shutting down / starting; 25006 a write on a server that has become a
+        # standby (the old primary, demoted); classes 08 (connection) and 53 (resources).
         code = str(sqlstate or "")
-        return code in {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"} or code[:2] in {
-            "08",
-            "53",
-        }
+        return code in {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "25006"} or code[
+            :2
+        ] in {"08", "53"}
+    return False
+
+
+def _no_primary_yet(orig: BaseException | None) -> bool:
+    """A multi-host URL with ``target_session_attrs=read-write`` reached every host and none is
+    a primary yet: a failover under way (the standby not promoted yet). SQLAlchemy raises its own
+    error type from asyncpg's, so the driver's is found in the chain."""
+    seen = orig
+    while seen is not None:
+        if type(seen).__name__ == "TargetServerAttributeNotMatched":  # asyncpg.exceptions
+            return True
+        seen = seen.__cause__
     return False
 
 

@@ -439,13 +439,28 @@ def loopback_without_tls(database_url: str) -> dict[str, Any]:
     """asyncpg's default ``sslmode=prefer`` encrypts even a loopback connection, and TLS was a
     fifth of each service's CPU under load (py-spy, bench/e2e.py). A database on this very host
     gains nothing from it, so unless the URL says otherwise it is left out there; any other host
-    keeps the driver's default (production names its own ``ssl``/``sslmode``)."""
+    keeps the driver's default (production names its own ``ssl``/``sslmode``). A multi-host URL
+    (``?host=a:5432&host=b:5432``) counts as loopback only if every host is."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
-    if url.host in {"127.0.0.1", "localhost", "::1"} and not {"ssl", "sslmode"} & set(url.query):
+    if {"ssl", "sslmode"} & set(url.query):
+        return {}
+    hosts = {url.host} if url.host else _query_hosts(url.query)
+    if hosts and hosts <= LOOPBACK:
         return {"ssl": False}
     return {}
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _query_hosts(query: Mapping[str, str | tuple[str, ...]]) -> set[str]:
+    """The hosts of a multi-host URL (``?host=a:5432&host=b:5432``, SQLAlchemy's form), without
+    their ports; an empty set when the URL names none that way."""
+    raw = query.get("host", ())
+    hosts = (raw,) if isinstance(raw, str) else raw
+    return {h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in hosts}
 
 
 class _Replay(Exception):
