@@ -485,17 +485,25 @@ def configure_logging(level: str, service: str = "") -> None:
 
 
 def serve(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
+    """Serve ``app``; with ``UNION_HTTP_WORKERS`` > 1, that many worker processes instead, each
+    building its own app from the environment (``services.<name>.app:create_app``), so each is a
+    full replica: migrations, the relay and consumer groups are already safe with replicas."""
     import uvicorn
 
     service = app.state.runtime.name
     configure_logging(settings.log_level, service)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
         # uvicorn applies this itself (replacing its coloured default formatters).
-        log_config=logging_config(service, settings.log_level),
-        timeout_graceful_shutdown=15,
-        access_log=False,
-    )
+        "log_config": logging_config(service, settings.log_level),
+        "timeout_graceful_shutdown": 15,
+        "access_log": False,
+    }
+    if settings.http_workers > 1:
+        uvicorn.run(
+            f"services.{service}.app:create_app", factory=True, workers=settings.http_workers, **options
+        )
+    else:
+        uvicorn.run(app, **options)
