@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 from bench.contenders import EventSourcingLib, Ours, Raw
-from bench.harness import Contender, Plan, Series, drive_async, drive_sync
+from bench.harness import Contender, Plan, Series, drive_async, drive_concurrent, drive_sync
 
 # --------------------------------------------------------------------------- append workloads
 
@@ -21,9 +21,12 @@ class Workload:
     load: bool  # load + decide + append, instead of append only
     events: int  # per timed run
     streams: int  # written round-robin
+    clients: int = 1  # > 1: that many at once, each on its own connection and streams
 
 
 def contenders_for(w: Workload, ours: Ours, raw: Raw, es: EventSourcingLib | None) -> list[Contender]:
+    if w.clients > 1:
+        return concurrent_contenders(w, ours, raw, es)
     ours_op = ours.load_decide_append() if w.load else ours.append_only(w.per_command)
     raw_op = raw.load_decide_append() if w.load else raw.append_only(w.per_command)
     result = [
@@ -37,6 +40,38 @@ def contenders_for(w: Workload, ours: Ours, raw: Raw, es: EventSourcingLib | Non
             Contender(
                 "eventsourcing",
                 lambda p: asyncio.to_thread(drive_sync, es_op, p),
+                lambda: asyncio.to_thread(lib.reset),
+                lambda: asyncio.to_thread(lib.stored),
+            )
+        )
+    return result
+
+
+def concurrent_contenders(w: Workload, ours: Ours, raw: Raw, es: EventSourcingLib | None) -> list[Contender]:
+    """Append only, one event per command, ``w.clients`` clients at once: ours on the engine's
+    pool, raw on an asyncpg pool of ``w.clients`` connections, eventsourcing in ``w.clients``
+    threads on its own pool of that size (``es`` must have been built with it)."""
+    ours_op = ours.append_only(w.per_command)
+    raw_op = raw.append_only_pooled(w.per_command)
+    n = w.clients
+    result = [
+        Contender(
+            "ours",
+            lambda p: drive_concurrent(lambda s: drive_async(ours_op, s), p, n),
+            ours.reset,
+            ours.stored,
+        ),
+        Contender(
+            "raw", lambda p: drive_concurrent(lambda s: drive_async(raw_op, s), p, n), raw.reset, raw.stored
+        ),
+    ]
+    if es is not None:
+        lib = es
+        es_op = lib.append_only(w.per_command)
+        result.append(
+            Contender(
+                "eventsourcing",
+                lambda p: drive_concurrent(lambda s: asyncio.to_thread(drive_sync, es_op, s), p, n),
                 lambda: asyncio.to_thread(lib.reset),
                 lambda: asyncio.to_thread(lib.stored),
             )

@@ -111,10 +111,29 @@ RAW_SELECT_STREAM = "SELECT * FROM events WHERE stream_id = $1 AND version > $2 
 class Raw:
     """Plain asyncpg on one connection: the same rows, one explicit transaction per command."""
 
-    def __init__(self, conn: asyncpg.Connection, note: str, base: int = 0) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, note: str, base: int = 0, pool: asyncpg.Pool | None = None
+    ) -> None:
         self.conn = conn
         self.note = note
         self.base = base
+        self.pool = pool  # for the concurrent workload: one connection per client
+
+    def append_only_pooled(self, per_command: int) -> AsyncOp:
+        """As ``append_only``, each command on a connection of the pool (concurrent clients)."""
+        pool = self.pool
+        if pool is None:
+            raise RuntimeError("Raw was built without a pool")
+
+        async def op(stream: str, version: int) -> None:
+            columns = list(zip(*self._rows(stream, version, per_command), strict=True))
+            async with pool.acquire() as conn, conn.transaction():
+                if per_command == 1:
+                    await conn.fetch(RAW_INSERT_ONE, *[c[0] for c in columns])
+                else:
+                    await conn.fetch(RAW_INSERT_MANY, *columns)
+
+        return op
 
     def _rows(self, stream: str, version: int, count: int) -> list[tuple[Any, ...]]:
         now = datetime.now(UTC)
@@ -185,9 +204,10 @@ class Raw:
 
 class EventSourcingLib:
     """eventsourcing's PostgresApplicationRecorder, configured directly (library defaults:
-    pool size 1, table lock + NOTIFY per insert, pipelined), synchronous, single client."""
+    pool size 1, table lock + NOTIFY per insert, pipelined), synchronous, single client; for the
+    concurrent workload, a pool of ``pool_size`` connections shared by that many threads."""
 
-    def __init__(self, url: str, note: str) -> None:
+    def __init__(self, url: str, note: str, pool_size: int = 1) -> None:
         from eventsourcing.persistence import StoredEvent
         from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
@@ -198,6 +218,7 @@ class EventSourcingLib:
             port=parts.port or 5432,
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
+            pool_size=pool_size,
         )
         self.recorder = PostgresApplicationRecorder(self.datastore)
         self.recorder.create_table()

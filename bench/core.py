@@ -1,8 +1,10 @@
 """Core benchmark: our event store and outbox relay against their raw limits and a peer library.
 
-Run with ``python -m bench.core`` (``make bench-core``). Everything happens in one process on one
-client connection: fresh databases on the given PostgreSQL (dropped at the end), fresh topics on
-the given Kafka (deleted at the end). See bench/README.md for what each figure means.
+Run with ``python -m bench.core`` (``make bench-core``). Everything happens in one process, on one
+client connection except for ``append8`` (``--clients`` clients at once, each contender on that
+many connections: our engine's pool, an asyncpg pool, eventsourcing's pool and threads): fresh
+databases on the given PostgreSQL (dropped at the end), fresh topics on the given Kafka (deleted at
+the end). See bench/README.md for what each figure means.
 
 Contenders
 - ours: shared.unit_of_work.UnitOfWork + shared.eventstore.EventStore, shared.relay.OutboxRelay;
@@ -30,6 +32,8 @@ from bench.append import Workload, contenders_for, measure_append
 from bench.contenders import EventSourcingLib, Ours, Raw, connection_security
 from bench.harness import (
     APPEND_TARGET,
+    CONCURRENT_TARGET,
+    CONCURRENT_VS_ES,
     DEFAULT_ADMIN_URL,
     DEFAULT_KAFKA,
     RAW_PRODUCER_CONFIG,
@@ -71,7 +75,8 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"  ours: SQLAlchemy asyncpg engine like ServiceRuntime's (pool 10+10, pre_ping="
-        f"{args.pre_ping}); one client, commands strictly one after another"
+        f"{args.pre_ping}); one client, commands strictly one after another (append8: "
+        f"{args.clients} such clients at once)"
     )
 
     names = [f"bench_{run_id}_{n}" for n in ("ours", "raw", "es", "relay")]
@@ -91,20 +96,36 @@ async def main_async(args: argparse.Namespace) -> None:
             Workload(
                 "load1", "load+decide+append, 1 event/command", 1, True, args.load_events, args.load_streams
             ),
+            Workload(
+                "append8",
+                f"append only, 1 event/command, {args.clients} clients on {args.clients} connections",
+                1,
+                False,
+                args.events,
+                args.streams,
+                clients=args.clients,
+            ),
         )
         if w.key in args.workloads
     ]
     table: list[tuple[str, dict[str, Series], float]] = []
+    appended: dict[str, dict[str, Series]] = {}
     async with databases(admin_url, names) as urls:
         engines: list[AsyncEngine] = []
         raw_conn: asyncpg.Connection | None = None
+        raw_pool: asyncpg.Pool | None = None
         es: EventSourcingLib | None = None
+        es_pool: EventSourcingLib | None = None  # the concurrent workload's: args.clients connections
         try:
             ours_engine = await core_schema(urls[names[0]], pre_ping=args.pre_ping)
             engines.append(ours_engine)
             raw_schema = await core_schema(urls[names[1]], pre_ping=False)
             await raw_schema.dispose()
             raw_conn = await asyncpg.connect(urls[names[1]], timeout=10)
+            if "append8" in args.workloads:
+                raw_pool = await asyncpg.create_pool(
+                    urls[names[1]], min_size=args.clients, max_size=args.clients, timeout=10
+                )
             relay_engine = await core_schema(urls[names[3]], pre_ping=args.pre_ping)
             engines.append(relay_engine)
             bases = {name: 0 for name in names}
@@ -120,14 +141,20 @@ async def main_async(args: argparse.Namespace) -> None:
                     es = await asyncio.to_thread(EventSourcingLib, urls[names[2]], "x" * args.payload)
                 except ImportError as exc:
                     print(f"  eventsourcing not installed ({exc}); its column stays n/a")
+                if es is not None and "append8" in args.workloads:
+                    es_pool = await asyncio.to_thread(
+                        EventSourcingLib, urls[names[2]], "x" * args.payload, args.clients
+                    )
             note = "x" * args.payload
             ours = Ours(ours_engine, note, bases[names[0]])
-            raw = Raw(raw_conn, note, bases[names[1]])
+            raw = Raw(raw_conn, note, bases[names[1]], raw_pool)
             print(f"  connections: {await connection_security(ours_engine, raw_conn, es)}")
             print("== append workloads (events/s per timed round)")
             for w in workloads:
-                series = await measure_append(w, contenders_for(w, ours, raw, es), args)
-                table.append((w.label, series, APPEND_TARGET))
+                lib = es_pool if w.clients > 1 else es
+                series = await measure_append(w, contenders_for(w, ours, raw, lib), args)
+                appended[w.key] = series
+                table.append((w.label, series, CONCURRENT_TARGET if w.clients > 1 else APPEND_TARGET))
             if "relay" in args.workloads:
                 print("== relay workload")
                 filler = await asyncpg.connect(urls[names[3]], timeout=10)
@@ -141,6 +168,10 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             if es is not None:
                 es.close()
+            if es_pool is not None:
+                es_pool.close()
+            if raw_pool is not None:
+                await raw_pool.close()
             if raw_conn is not None:
                 await raw_conn.close()
             for engine in engines:
@@ -157,7 +188,25 @@ async def main_async(args: argparse.Namespace) -> None:
         f"targets (reference, not asserted): append >= {APPEND_TARGET:.0%} of raw asyncpg, relay >= "
         f"{RELAY_TARGET:.0%} of raw aiokafka, ours ahead of eventsourcing (ours/eventsourcing > 1)"
     )
+    if "append8" in appended:
+        print(concurrent_verdict(appended["append8"], appended.get("append1"), args.clients))
     print(f"total wall time {time.perf_counter() - began:.1f} s; databases dropped, topics deleted")
+
+
+def concurrent_verdict(concurrent: dict[str, Series], single: dict[str, Series] | None, clients: int) -> str:
+    """The concurrent row's own targets: against raw *single-client* append1, and eventsourcing."""
+    ours = concurrent["ours"].rate
+    raw_one = single["raw"].rate if single else None
+    es = concurrent["eventsourcing"].rate if "eventsourcing" in concurrent else None
+    parts = [
+        f"ours with {clients} clients / raw single-client append1: "
+        + (f"{ours / raw_one:.0%}" if ours and raw_one else "n/a (run append1 too)")
+        + f" (target >= {CONCURRENT_TARGET:.0%})",
+        f"ours / eventsourcing with {clients} clients: "
+        + (f"{ours / es:.2f}x" if ours and es else "n/a")
+        + f" (target >= {CONCURRENT_VS_ES:.0f}x)",
+    ]
+    return "concurrent row: " + "; ".join(parts)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -192,6 +241,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=False,
         help="pool_pre_ping on our engine (default off, as in ServiceRuntime since the first benchmark)",
     )
+    p.add_argument("--clients", type=int, default=8, help="clients (and connections) of append8 (default 8)")
     p.add_argument("--skip-eventsourcing", action="store_true", help="leave the library out")
     p.add_argument(
         "--store-events",
@@ -217,6 +267,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "rounds",
         "relay_events",
         "relay_batch",
+        "clients",
     ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -136,6 +136,11 @@ class CommonSettings(BaseSettings):
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024)
     #: Bearer token Prometheus presents on /metrics (the API tokens are not accepted there).
     metrics_token: str = LOCAL_METRICS_TOKEN
+    #: HTTP worker processes (``UNION_HTTP_WORKERS``). Each worker is a full replica (relay
+    #: candidate, consumer group member, own connection pool): one Python process is CPU-bound
+    #: on one core, so on a single host more workers serve more requests. In Kubernetes, scale
+    #: replicas instead: a scrape of /metrics sees only the one worker that answered it.
+    http_workers: int = Field(default=1, ge=1, le=16)
 
     def grants(self) -> dict[str, Grant]:
         return parse_grants(self.api_tokens) if self.api_tokens else dict(LOCAL_GRANTS)

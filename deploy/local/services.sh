@@ -2,6 +2,7 @@
 # Start/stop the service processes for local runs (`make up` / `make down`).
 #   deploy/local/services.sh start|stop|status [service ...]
 # Ports come from <SERVICE>_PORT (the variable the service itself reads), else the defaults below.
+# Worker processes per service: <SERVICE>_HTTP_WORKERS, else UNION_HTTP_WORKERS, else 1.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -9,6 +10,11 @@ run_dir=${UNION_CACHE_DIR:-$repo/.cache}/run
 mkdir -p "$run_dir"
 # name:default port, in start order. Services not built yet are simply absent from this list.
 services=(membership:8001 claims:8002 activities:8003 counseling:8004 mediation:8005)
+
+workers_of() { # workers_of NAME: <NAME>_HTTP_WORKERS, else UNION_HTTP_WORKERS, else 1
+  local var; var="$(tr '[:lower:]' '[:upper:]' <<<"$1")_HTTP_WORKERS"
+  echo "${!var:-${UNION_HTTP_WORKERS:-1}}"
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -69,7 +75,9 @@ start() {
     if port_open "$port"; then
       echo "[services] something else already listens on 127.0.0.1:$port; not starting a second $name" >&2; exit 1
     fi
-    (cd "$repo" && exec nohup .venv/bin/python -m "services.$name") </dev/null >>"$run_dir/$name.log" 2>&1 &
+    # UNION_HTTP_WORKERS (or <NAME>_HTTP_WORKERS for one service): worker processes, each a full
+    # replica (shared/runtime.py, serve); the recorded pid is their supervisor.
+    (cd "$repo" && UNION_HTTP_WORKERS=$(workers_of "$name") exec nohup .venv/bin/python -m "services.$name") </dev/null >>"$run_dir/$name.log" 2>&1 &
     echo $! >"$pidf"
     pid=$!
     for _ in $(seq 1 240); do

@@ -64,13 +64,40 @@ async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
     if project is not None:
         await project(conn, env, event)
     member_id = getattr(event, "member_id", None)
-    if member_id is not None:
+    if member_id is not None and type(event) not in _WRITES_OWN_TIMELINE_ROW:
         await _on_timeline(conn, env, event, member_id)
 
 
 #: Statements on the hot path are built once (SQLAlchemy then reuses their compiled form).
 _TIMELINE_INSERT = pg_insert(member_timeline).on_conflict_do_nothing()
-_REPORT_INSERT = pg_insert(injury_reports).on_conflict_do_nothing()
+#: The report's row and its timeline row in one statement (one round trip fewer on the intake
+#: path, the busiest write of the system): both idempotent, as everything here.
+_REPORT_AND_TIMELINE_INSERT = sa.text(
+    """
+    WITH report AS (
+        INSERT INTO injury_reports (report_id, member_id, occurred_on, work_related, traffic_accident,
+                                    severity, reported_on, member_version, reported_at)
+        VALUES (:report_id, :member_id, :occurred_on, :work_related, :traffic_accident,
+                :severity, :reported_on, :member_version, :occurred_at)
+        ON CONFLICT DO NOTHING
+    )
+    INSERT INTO member_timeline (event_id, member_id, occurred_at, aggregate_type, aggregate_id,
+                                 aggregate_version, event_type, data)
+    VALUES (:event_id, :member_id, :occurred_at, :aggregate_type, :aggregate_id,
+            :aggregate_version, :event_type, :data)
+    ON CONFLICT DO NOTHING
+    """
+).bindparams(
+    sa.bindparam("report_id", type_=injury_reports.c.report_id.type),
+    sa.bindparam("member_id", type_=injury_reports.c.member_id.type),
+    sa.bindparam("occurred_on", type_=injury_reports.c.occurred_on.type),
+    sa.bindparam("occurred_at", type_=member_timeline.c.occurred_at.type),
+    sa.bindparam("event_id", type_=member_timeline.c.event_id.type),
+    sa.bindparam("reported_on", type_=injury_reports.c.reported_on.type),
+    sa.bindparam("data", type_=member_timeline.c.data.type),
+)
+#: Event types whose projector writes the member's timeline row itself (see above).
+_WRITES_OWN_TIMELINE_ROW: frozenset[type[DomainEvent]] = frozenset({InjuryReported})
 
 
 async def _on_timeline(conn: AsyncConnection, env: EventEnvelope, event: DomainEvent, member_id: Any) -> None:
@@ -208,7 +235,7 @@ async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: En
 @projectors.on(InjuryReported)
 async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryReported) -> None:
     await conn.execute(
-        _REPORT_INSERT,
+        _REPORT_AND_TIMELINE_INSERT,
         {
             "report_id": e.report_id,
             "member_id": e.member_id,
@@ -218,7 +245,14 @@ async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryR
             "severity": e.severity,
             "reported_on": e.reported_on,
             "member_version": e.member_version,
-            "reported_at": env.occurred_at,
+            # the timeline row, as _on_timeline writes it for every other member event
+            "event_id": env.event_id,
+            "occurred_at": env.occurred_at,
+            "aggregate_type": env.aggregate_type,
+            "aggregate_id": env.aggregate_id,
+            "aggregate_version": env.aggregate_version,
+            "event_type": env.event_type,
+            "data": env.data,
         },
     )
 
