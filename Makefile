@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # The official AsyncAPI parser (Node), pinned by tools/asyncapi/package-lock.json; the contract tests run it.
 NODE_STAMP := tools/asyncapi/node_modules/.installed-$(shell sha1sum tools/asyncapi/package-lock.json | cut -c1-12)
 
-.PHONY: up down status test test-unit lint bench bench-core bench-store bench-e2e faults failover-demo demo venv node-tools contracts clean
+.PHONY: up down status test test-unit lint bench bench-core bench-store bench-rebuild bench-e2e faults failover-demo demo venv node-tools contracts clean
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -51,7 +51,7 @@ lint: venv
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy
 
-bench: bench-core bench-store bench-e2e
+bench: bench-core bench-store bench-rebuild bench-e2e
 
 bench-core: infra
 	@$(PY) -m bench.core
@@ -64,6 +64,9 @@ bench-store: infra
 	@$(PY) -m bench.core --store-events $(STORE_EVENTS) --relay-events 100000 --workloads append1,load1,relay --rounds 2
 
 # Drives the running system (`make up`) through HTTP; starts nothing else.
+bench-rebuild: infra
+	@$(PY) -m bench.rebuild
+
 bench-e2e: up
 	@$(PY) -m bench.e2e
 

@@ -17,15 +17,15 @@ from services.claims.app import MIGRATIONS, ClaimsSettings, build_runtime, creat
 from services.claims.projections import own_projection
 from shared import ops
 from shared.migrations import upgrade_to_head
-from shared.projections import rebuild
+from shared.projections import RebuildProgress, rebuild
 from shared.runtime import configure_logging, serve
 
 
-async def _rebuild(settings: ClaimsSettings) -> int:
+async def _rebuild(settings: ClaimsSettings, progress: RebuildProgress) -> int:
     await upgrade_to_head(MIGRATIONS, settings.database_url, wait_seconds=settings.db_wait_seconds)
     runtime = build_runtime(settings)
     try:
-        return await rebuild(runtime.engine, runtime.store, own_projection)
+        return await rebuild(runtime.engine, runtime.store, own_projection, progress=progress)
     finally:
         await runtime.engine.dispose()
 
@@ -41,7 +41,9 @@ def main() -> None:
     settings = ClaimsSettings()
     if args.command == "rebuild":
         configure_logging(settings.log_level, "claims")
-        print(f"claims read models rebuilt from {asyncio.run(_rebuild(settings))} events")
+        progress = RebuildProgress()
+        asyncio.run(_rebuild(settings, progress))
+        print(f"claims read models rebuilt from {progress.summary()}")
         return
     serve(create_app(settings), settings, settings.host, settings.port)
 

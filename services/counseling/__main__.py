@@ -22,15 +22,15 @@ from services.counseling.settings import CounselingSettings
 from services.counseling.vault import NotesVault
 from shared import ops
 from shared.migrations import upgrade_to_head
-from shared.projections import rebuild
+from shared.projections import RebuildProgress, rebuild
 from shared.runtime import configure_logging, serve
 
 
-async def _rebuild(settings: CounselingSettings) -> int:
+async def _rebuild(settings: CounselingSettings, progress: RebuildProgress) -> int:
     await upgrade_to_head(MIGRATIONS, settings.database_url, wait_seconds=settings.db_wait_seconds)
     runtime = build_runtime(settings)
     try:
-        return await rebuild(runtime.engine, runtime.store, own_projection)
+        return await rebuild(runtime.engine, runtime.store, own_projection, progress=progress)
     finally:
         await runtime.engine.dispose()
 
@@ -61,7 +61,9 @@ def main() -> None:
     settings = CounselingSettings()
     if args.command == "rebuild":
         configure_logging(settings.log_level, "counseling")
-        print(f"counseling read models rebuilt from {asyncio.run(_rebuild(settings))} events")
+        progress = RebuildProgress()
+        asyncio.run(_rebuild(settings, progress))
+        print(f"counseling read models rebuilt from {progress.summary()}")
         return
     if args.command == "reencrypt-notes":
         configure_logging(settings.log_level, "counseling")

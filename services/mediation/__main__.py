@@ -21,6 +21,7 @@ from services.mediation.vault import Vault
 from shared import ops
 from shared.clock import beijing_today
 from shared.migrations import upgrade_to_head
+from shared.projections import RebuildProgress
 from shared.runtime import configure_logging, serve
 from shared.unit_of_work import retrying
 
@@ -30,9 +31,9 @@ async def _offline(settings: MediationSettings, command: str, on: date | None) -
     runtime = build_runtime(settings)
     try:
         if command == "rebuild":
-            return (
-                f"read models rebuilt from {await rebuild_read_models(runtime.engine, runtime.store)} events"
-            )
+            progress = RebuildProgress()
+            await rebuild_read_models(runtime.engine, runtime.store, progress=progress)
+            return f"read models rebuilt from {progress.summary()}"
         if command == "rotate-minutes":
             vault = Vault(runtime.cipher, settings.key_ring())
             async with runtime.engine.begin() as conn:

@@ -19,7 +19,7 @@ from shared.contracts import membership as m
 from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.eventstore import EventStore
-from shared.projections import Projection, rebuild
+from shared.projections import ProgressCallback, Projection, rebuild
 
 Projector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[None]]
 
@@ -223,5 +223,7 @@ async def _left(conn: AsyncConnection, e: m.MemberLeft) -> None:
 READ_MODELS = Projection("mediation read models", READ_MODEL_TABLES, apply)
 
 
-async def rebuild_read_models(engine: AsyncEngine, store: EventStore) -> int:
-    return await rebuild(engine, store, READ_MODELS)
+async def rebuild_read_models(
+    engine: AsyncEngine, store: EventStore, *, progress: ProgressCallback | None = None
+) -> int:
+    return await rebuild(engine, store, READ_MODELS, progress=progress)

@@ -13,14 +13,15 @@ from services.membership.projections import rebuild_read_models
 from services.membership.settings import MembershipSettings
 from shared import ops
 from shared.migrations import upgrade_to_head
+from shared.projections import RebuildProgress
 from shared.runtime import configure_logging, serve
 
 
-async def _rebuild(settings: MembershipSettings) -> int:
+async def _rebuild(settings: MembershipSettings, progress: RebuildProgress) -> int:
     await upgrade_to_head(MIGRATIONS, settings.database_url, wait_seconds=settings.db_wait_seconds)
     runtime = build_runtime(settings)
     try:
-        return await rebuild_read_models(runtime.engine, runtime.store)
+        return await rebuild_read_models(runtime.engine, runtime.store, progress=progress)
     finally:
         await runtime.engine.dispose()
 
@@ -36,8 +37,9 @@ def main() -> None:
     settings = MembershipSettings()
     if args.command == "rebuild":
         configure_logging(settings.log_level, "membership")
-        replayed = asyncio.run(_rebuild(settings))
-        print(f"read models rebuilt from {replayed} events")
+        progress = RebuildProgress()
+        asyncio.run(_rebuild(settings, progress))
+        print(f"read models rebuilt from {progress.summary()}")
         return
     serve(create_app(settings), settings, settings.host, settings.port)
 

@@ -46,7 +46,7 @@ from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.eventstore import EventStore
-from shared.projections import Projection, rebuild
+from shared.projections import ProgressCallback, Projection, rebuild
 
 Projector = Callable[[AsyncConnection, EventEnvelope, Any], Awaitable[None]]
 
@@ -286,8 +286,10 @@ async def upsert_plan(
 READ_MODELS = Projection("membership-read-models", READ_MODEL_TABLES, apply)
 
 
-async def rebuild_read_models(engine: AsyncEngine, store: EventStore) -> int:
-    return await rebuild(engine, store, READ_MODELS)
+async def rebuild_read_models(
+    engine: AsyncEngine, store: EventStore, *, progress: ProgressCallback | None = None
+) -> int:
+    return await rebuild(engine, store, READ_MODELS, progress=progress)
 
 
 # --- claims.events -> the member's claims and timeline ----------------------------------------

@@ -53,7 +53,16 @@ async def test_rebuild_reproduces_the_inline_read_model(core_engine: AsyncEngine
     inline = await snapshot(core_engine)
     async with core_engine.begin() as conn:  # corrupt the read model
         await conn.execute(sa.update(totals).values(total=-1))
-    replayed = await rebuild(core_engine, es, Projection("totals", [totals], apply), batch=7)
+    calls: list[tuple[int, int]] = []
+    replayed = await rebuild(
+        core_engine,
+        es,
+        Projection("totals", [totals], apply),
+        batch=7,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert replayed == 30
+    # Once before the first chunk, then after each of the five chunks (7+7+7+7+2), total fixed.
+    assert calls == [(0, 30), (7, 30), (14, 30), (21, 30), (28, 30), (30, 30)]
     assert await snapshot(core_engine) == inline
     assert sum(inline.values()) == sum(range(1, 31))
