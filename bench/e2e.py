@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tests.identifiers import identity, luhn_complete
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 LOCAL_ADMIN_URL = "postgresql://union_admin:union-admin-local@127.0.0.1:5432/postgres"
 
 
@@ -132,8 +133,11 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
                 "plan_code": "accident_injury",
                 "shares": 1,
                 "starts_on": (today - timedelta(days=90)).isoformat(),
+                # Cover from before today is a paper enrolment, recorded by a supervisor.
+                "paper": {"receipt_reference": f"B-{i}", "paid_on": (today - timedelta(days=90)).isoformat()},
             }
-            (await m.post(f"/v1/members/{member}/enrollments", json=enrol)).raise_for_status()
+            r = await m.post(f"/v1/members/{member}/enrollments", json=enrol, headers=SUPERVISOR)
+            r.raise_for_status()
             members.append(member)
 
     await asyncio.gather(*(worker() for _ in range(clients)))

@@ -54,6 +54,7 @@ from tests.kafka_broker import PrivateKafka, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 ACCIDENT = "accident_injury"
 CARD = "card_non_work_accident"
 #: Services in the campaign: (name, the topics it consumes).
@@ -257,12 +258,17 @@ async def supervise(c: Campaign) -> None:
 
 
 async def post_until(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], key: str, deadline: float
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    key: str,
+    deadline: float,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response | None:
     """POST with an Idempotency-Key until the service answers for real (not 5xx, not unreachable)."""
     while time.monotonic() < deadline:
         try:
-            r = await client.post(url, json=body, headers={"Idempotency-Key": key})
+            r = await client.post(url, json=body, headers={**(headers or {}), "Idempotency-Key": key})
             if r.status_code < 500:
                 return r
         except httpx.HTTPError:
@@ -314,9 +320,14 @@ async def setup_members(c: Campaign, rng: random.Random, count: int) -> list[Mem
                         "plan_code": ACCIDENT,
                         "shares": 1,
                         "starts_on": (today - timedelta(days=200)).isoformat(),
+                        # Cover from before today: a paper enrolment, recorded by a supervisor.
+                        "paper": {
+                            "receipt_reference": f"F-{run}-{i}",
+                            "paid_on": (today - timedelta(days=200)).isoformat(),
+                        },
                     }
                     r = await post_until(
-                        m, f"/v1/members/{member}/enrollments", body, f"e-{member}", deadline
+                        m, f"/v1/members/{member}/enrollments", body, f"e-{member}", deadline, SUPERVISOR
                     )
                     assert r is not None and r.status_code == 201, r and r.text
                 members.append(MemberPlan(member, card, enrolled))

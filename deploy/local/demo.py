@@ -40,9 +40,14 @@ BEIJING = timezone(timedelta(hours=8))
 
 
 def call(
-    client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None, expect: int = 200
+    client: httpx.Client,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    expect: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    r = client.request(method, path, json=body)
+    r = client.request(method, path, json=body, headers=headers)
     if r.status_code != expect:
         sys.exit(f"{method} {path} answered {r.status_code}: {r.text}")
     answer: dict[str, Any] = r.json()
@@ -191,8 +196,15 @@ def main() -> None:
                 "plan_code": "accident_injury",
                 "shares": 1,
                 "starts_on": (today - timedelta(days=90)).isoformat(),
+                # Paid at the counter 90 days ago: cover from before today is a paper enrolment,
+                # which only a supervisor records.
+                "paper": {
+                    "receipt_reference": "DEMO-0001",
+                    "paid_on": (today - timedelta(days=90)).isoformat(),
+                },
             },
             201,
+            headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"},
         )
         print(f"enrolment  accident_injury, 1 share, until {enrolment['ends_on']}")
         report = call(

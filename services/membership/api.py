@@ -45,6 +45,7 @@ from shared.auth import READERS, WRITERS, Principal, Role, require
 from shared.clock import Clock
 from shared.contracts.membership import UnionLevel
 from shared.contracts.plans import Plan
+from shared.http import ProblemError
 from shared.requests import Limit, Offset, QueryText
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
@@ -221,9 +222,11 @@ async def lookup_member(request: Request, body: LookupIn, _: Writer) -> dict[str
 
 
 @members_router.get("/members/{member_id}")
-async def get_member(request: Request, member_id: uuid.UUID, _: Reader) -> dict[str, Any]:
+async def get_member(request: Request, member_id: uuid.UUID, principal: Reader) -> dict[str, Any]:
     async with _read(request) as conn:
-        found = await views.member_detail(conn, _vault(request), member_id)
+        found = await views.member_detail(
+            conn, _vault(request), member_id, with_receipts=principal.role in WRITERS
+        )
     if found is None:
         raise _not_found("member", member_id)
     return found
@@ -342,10 +345,22 @@ async def replace_card(
 async def enroll(
     request: Request, member_id: uuid.UUID, body: EnrollmentIn, principal: Writer
 ) -> JSONResponse:
+    """Staff and supervisors enrol from today on; only a supervisor may record a ``paper``
+    enrolment paid earlier (403 ``supervisor_required`` for anyone else), since it is the one
+    way to start cover before the day it is recorded."""
+    if body.paper is not None and principal.role is not Role.SUPERVISOR:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            "only a supervisor may record a paper enrolment paid on an earlier day",
+            code="supervisor_required",
+        )
     return await _command(
         request,
         principal,
-        lambda uow: handlers.enroll(uow, body, _clock(request), member_id=member_id),
+        lambda uow: handlers.enroll(
+            uow, body, _clock(request), member_id=member_id, recorded_by=principal.subject
+        ),
         views.enrollment_created,
         status_code=201,
         body=body,
@@ -353,9 +368,11 @@ async def enroll(
 
 
 @members_router.get("/members/{member_id}/enrollments")
-async def member_enrollments(request: Request, member_id: uuid.UUID, _: Reader) -> dict[str, Any]:
+async def member_enrollments(request: Request, member_id: uuid.UUID, principal: Reader) -> dict[str, Any]:
     async with _read(request) as conn:
-        found = await views.member_detail(conn, _vault(request), member_id)
+        found = await views.member_detail(
+            conn, _vault(request), member_id, with_receipts=principal.role in WRITERS
+        )
     if found is None:
         raise _not_found("member", member_id)
     return {"member_id": str(member_id), "items": found["enrollments"]}

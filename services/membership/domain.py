@@ -265,6 +265,16 @@ class Card:
 
 
 @dataclass(frozen=True)
+class PaperReceipt:
+    """A paper enrolment's proof of payment, which a supervisor types in when recording an
+    enrolment paid at a counter on an earlier day. Its ``reference`` (the receipt's number) is
+    kept by membership and never put in an event; ``paid_on`` is."""
+
+    reference: str
+    paid_on: date
+
+
+@dataclass(frozen=True)
 class Enrollment:
     enrollment_id: uuid.UUID
     plan_code: str
@@ -273,6 +283,9 @@ class Enrollment:
     starts_on: date
     ends_on: date  # inclusive
     cancelled_on: date | None = None
+    #: A paper enrolment recorded after it was paid (see ``PaperReceipt``), and when it was paid.
+    recorded_late: bool = False
+    paid_on: date | None = None
 
     @property
     def active(self) -> bool:
@@ -480,8 +493,16 @@ class Member(Aggregate[uuid.UUID]):
         today: date,
         price_level: Decimal | None = None,
         ends_on: date | None = None,
+        paper: PaperReceipt | None = None,
     ) -> Enrollment:
-        """Enrol in a paid mutual-aid plan for a coverage period (default: the plan's term)."""
+        """Enrol in a paid mutual-aid plan for a coverage period (default: the plan's term).
+
+        Coverage never starts before the day the enrolment is recorded (``today``, the Beijing
+        date): a backdated start would buy cover for an injury that already happened. The one
+        exception is a ``paper`` enrolment, paid on an earlier day and recorded now from its
+        receipt (only a supervisor may send one; the route checks): it may start on the payment
+        day, and its event says it was recorded late. Either way the event's ``recorded_on`` is
+        today, and claims never lets it cover an injury reported before that day."""
         if not plan.active:
             raise InvalidInput(
                 f"plan {plan.code} is not open for enrolment", field="plan_code", code="plan_inactive"
@@ -504,6 +525,25 @@ class Member(Aggregate[uuid.UUID]):
             raise Conflict("a Jing card is required to enrol; issue one first", code="card_required")
         if starts_on < self.joined_on:
             raise InvalidInput("coverage cannot start before the member joined", field="starts_on")
+        if paper is None:
+            if starts_on < today:
+                raise InvalidInput(
+                    f"coverage cannot start before the day the enrolment is recorded "
+                    f"({today.isoformat()}); a paper enrolment paid earlier is recorded by a "
+                    "supervisor with its receipt",
+                    field="starts_on",
+                    code="start_before_recording_day",
+                )
+        else:
+            _required_text(paper.reference, "paper.receipt_reference")
+            _check_date(paper.paid_on, "paper.paid_on", today=today)
+            if starts_on < paper.paid_on:
+                raise InvalidInput(
+                    f"a paper enrolment's coverage cannot start before it was paid "
+                    f"({paper.paid_on.isoformat()})",
+                    field="starts_on",
+                    code="start_before_payment",
+                )
         if starts_on > today + MAX_ENROLMENT_LEAD:
             raise InvalidInput("coverage can start at most a year ahead", field="starts_on")
         default_end = coverage_end(starts_on, plan.term_months)
@@ -547,6 +587,8 @@ class Member(Aggregate[uuid.UUID]):
                 coverage_starts_on=starts_on,
                 coverage_ends_on=ends_on,
                 recorded_on=today,
+                recorded_late=paper is not None,
+                paid_on=paper.paid_on if paper is not None else None,
             )
         )
         return self.enrollments[enrollment_id]
@@ -610,6 +652,8 @@ class Member(Aggregate[uuid.UUID]):
             price_level=e.price_level,
             starts_on=e.coverage_starts_on,
             ends_on=e.coverage_ends_on,
+            recorded_late=e.recorded_late,
+            paid_on=e.paid_on,
         )
 
     @applies(EnrollmentCancelled)

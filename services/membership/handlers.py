@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from services.membership import domain, views
-from services.membership.domain import CataloguePlan, Enrollment, InjuryReport, Member, Union
+from services.membership.domain import CataloguePlan, Enrollment, InjuryReport, Member, PaperReceipt, Union
 from services.membership.projections import project_claim_event
 from services.membership.schemas import (
     CardCancelIn,
@@ -29,7 +29,7 @@ from services.membership.schemas import (
     TransferIn,
     UnionIn,
 )
-from services.membership.vault import InjuryDetails, Vault
+from services.membership.vault import InjuryDetails, Vault, record_paper_receipt
 from shared.aggregate import InvalidInput
 from shared.clock import Clock
 from shared.contracts import claims as claims_contract
@@ -172,13 +172,31 @@ async def replace_card(
 # --- enrolments -------------------------------------------------------------------------------
 
 
-async def enroll(uow: UnitOfWork, command: EnrollmentIn, clock: Clock, *, member_id: uuid.UUID) -> Enrollment:
+async def enroll(
+    uow: UnitOfWork,
+    command: EnrollmentIn,
+    clock: Clock,
+    *,
+    member_id: uuid.UUID,
+    recorded_by: str | None = None,
+) -> Enrollment:
+    """An enrolment starting no earlier than today, or, with ``command.paper`` (the route admits
+    it from supervisors only), no earlier than the receipt's payment day; the receipt is kept in
+    ``paper_receipts`` under ``recorded_by`` (the supervisor) and stays off Kafka."""
+    if command.paper is not None and not recorded_by:
+        raise ValueError("a paper enrolment needs the supervisor who records it (recorded_by)")
+    today = clock()
     member = await uow.get(Member, member_id, "member")
     plan = await views.plan_by_code(uow.conn, command.plan_code)
     if plan is None:
         raise InvalidInput(
             f"no plan {command.plan_code!r} in the catalogue", field="plan_code", code="unknown_plan"
         )
+    paper = (
+        PaperReceipt(reference=command.paper.receipt_reference, paid_on=command.paper.paid_on)
+        if command.paper is not None
+        else None
+    )
     enrollment = member.enroll(
         enrollment_id=_new_id(),
         plan=plan,
@@ -186,9 +204,20 @@ async def enroll(uow: UnitOfWork, command: EnrollmentIn, clock: Clock, *, member
         starts_on=command.starts_on,
         price_level=command.price_level,
         ends_on=command.ends_on,
-        today=clock(),
+        today=today,
+        paper=paper,
     )
     await uow.save(member)
+    if paper is not None and recorded_by:
+        await record_paper_receipt(
+            uow.conn,
+            enrollment_id=enrollment.enrollment_id,
+            member_id=member.id,
+            receipt_reference=paper.reference,
+            paid_on=paper.paid_on,
+            recorded_on=today,
+            recorded_by=recorded_by,
+        )
     return enrollment
 
 

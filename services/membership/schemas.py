@@ -68,13 +68,24 @@ class CardReplaceIn(RequestBody):
     replaced_on: Day | None = None
 
 
+class PaperEnrollmentIn(RequestBody):
+    """The receipt of an enrolment paid on paper on an earlier day (supervisors only)."""
+
+    #: The receipt's number as printed on it; kept by membership, never published.
+    receipt_reference: Annotated[str, chars(40), NO_NUL]
+    paid_on: Day
+
+
 class EnrollmentIn(RequestBody):
     plan_code: Code
     # The upper bound only keeps the number in a database integer; plans set no maximum yet.
     shares: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    #: Not before the day the enrolment is recorded (Beijing), or, with ``paper``, its ``paid_on``.
     starts_on: Day
     price_level: Money | None = None
     ends_on: Day | None = None
+    #: Absent for an ordinary enrolment (the contract of DESIGN.md §4 is unchanged).
+    paper: PaperEnrollmentIn | None = None
 
 
 class EnrollmentCancelIn(RequestBody):
@@ -130,6 +141,8 @@ class EnrollmentCreated(BaseModel):
     shares: int
     starts_on: date
     ends_on: date
+    recorded_late: bool = False
+    paid_on: date | None = None
 
 
 class ReportAccepted(BaseModel):

@@ -9,6 +9,9 @@ Three kinds of table, and the difference matters:
   card number, injury details). It is the source of truth for those values, so no rebuild touches
   it. Values are AES-GCM encrypted with the row's id bound in; lookups go through a keyed blind
   index, never the plaintext.
+- **paper receipts** (``paper_receipts``): the receipt of each enrolment a supervisor recorded
+  late from paper. Its reference is not personal but is kept off Kafka, so this table is its
+  only copy and no rebuild touches it (plain text: it is a receipt number, not an identifier).
 - the **plan catalogue** (``plans``): reference data seeded by the first migration and kept up to
   date from ``PlanDefined`` events (upserts, so a replay never loses the seeded rows).
 
@@ -205,6 +208,22 @@ injury_details = sa.Table(
     sa.Column("description_enc", sa.Text, nullable=False),
     sa.Column("diagnosis_enc", sa.Text, nullable=False),
     sa.Column("hospital_enc", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
+)
+
+# --- paper receipts ---------------------------------------------------------------------------
+
+#: One row per paper enrolment, written in the transaction that records its ``PlanEnrolled``.
+paper_receipts = sa.Table(
+    "paper_receipts",
+    metadata,
+    sa.Column("enrollment_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("receipt_reference", sa.Text, nullable=False, index=True),
+    sa.Column("paid_on", sa.Date, nullable=False),
+    sa.Column("recorded_on", sa.Date, nullable=False),
+    #: The supervisor's token subject (who vouched for the receipt).
+    sa.Column("recorded_by", sa.Text, nullable=False),
     sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
 )
 

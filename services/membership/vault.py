@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.membership.tables import card_numbers, injury_details, member_identities
+from services.membership.tables import card_numbers, injury_details, member_identities, paper_receipts
 from shared.aggregate import Conflict
 from shared.crypto import FieldCipher, mask
 
@@ -201,3 +202,28 @@ class Vault:
                 else None
             ),
         )
+
+
+async def record_paper_receipt(
+    conn: AsyncConnection,
+    *,
+    enrollment_id: uuid.UUID,
+    member_id: uuid.UUID,
+    receipt_reference: str,
+    paid_on: date,
+    recorded_on: date,
+    recorded_by: str,
+) -> None:
+    """Keep a paper enrolment's receipt beside its event, in the same transaction. Not encrypted
+    (a receipt number identifies a payment, not a person) but, like the vault, never published:
+    the event only says the enrolment was recorded late and when it was paid."""
+    await conn.execute(
+        sa.insert(paper_receipts).values(
+            enrollment_id=enrollment_id,
+            member_id=member_id,
+            receipt_reference=receipt_reference,
+            paid_on=paid_on,
+            recorded_on=recorded_on,
+            recorded_by=recorded_by,
+        )
+    )

@@ -33,6 +33,7 @@ from services.membership.tables import (
     member_claims,
     member_timeline,
     members,
+    paper_receipts,
     plans,
     unions,
 )
@@ -160,7 +161,12 @@ async def member_with_national_id(conn: AsyncConnection, vault: Vault, national_
     return await member_detail(conn, vault, uuid.UUID(member_id)) if member_id else None
 
 
-async def member_detail(conn: AsyncConnection, vault: Vault, member_id: uuid.UUID) -> JSON | None:
+async def member_detail(
+    conn: AsyncConnection, vault: Vault, member_id: uuid.UUID, *, with_receipts: bool = False
+) -> JSON | None:
+    """The member with cards and enrolments. A paper enrolment says ``recorded_late`` and
+    ``paid_on``; its ``receipt_reference`` is answered only ``with_receipts`` (staff and
+    supervisors, who check it against the receipt book), never to read-only integrators."""
     row = (await conn.execute(_members_query().where(members.c.member_id == member_id))).mappings().first()
     if row is None:
         return None
@@ -190,7 +196,7 @@ async def member_detail(conn: AsyncConnection, vault: Vault, member_id: uuid.UUI
     out["cards"] = card_rows
 
     out["enrollments"] = [
-        _row(e)
+        _enrollment_row(e, with_receipts=with_receipts)
         for e in (
             await conn.execute(
                 sa.select(
@@ -203,14 +209,28 @@ async def member_detail(conn: AsyncConnection, vault: Vault, member_id: uuid.UUI
                     enrollments.c.ends_on,
                     enrollments.c.status,
                     enrollments.c.cancelled_on,
+                    paper_receipts.c.paid_on,
+                    paper_receipts.c.receipt_reference,
                 )
-                .select_from(enrollments.outerjoin(plans, plans.c.code == enrollments.c.plan_code))
+                .select_from(
+                    enrollments.outerjoin(plans, plans.c.code == enrollments.c.plan_code).outerjoin(
+                        paper_receipts, paper_receipts.c.enrollment_id == enrollments.c.enrollment_id
+                    )
+                )
                 .where(enrollments.c.member_id == member_id)
                 .order_by(enrollments.c.starts_on, enrollments.c.plan_code)
             )
         ).mappings()
     ]
     out["claims"] = await member_claim_list(conn, member_id=member_id)
+    return out
+
+
+def _enrollment_row(mapping: Any, *, with_receipts: bool) -> JSON:
+    out = _row(mapping)
+    out["recorded_late"] = out["paid_on"] is not None
+    if not with_receipts:
+        del out["receipt_reference"]
     return out
 
 
@@ -490,6 +510,8 @@ def enrollment_created(enrollment: Enrollment) -> JSON:
         "shares": enrollment.shares,
         "starts_on": enrollment.starts_on.isoformat(),
         "ends_on": enrollment.ends_on.isoformat(),
+        "recorded_late": enrollment.recorded_late,
+        "paid_on": enrollment.paid_on.isoformat() if enrollment.paid_on else None,
     }
 
 

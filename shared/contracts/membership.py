@@ -113,6 +113,13 @@ class PlanEnrolled(DomainEvent):
     #: The Beijing date the enrolment was recorded (None: written before this field existed). It
     #: never covers an injury whose report was made before this day.
     recorded_on: date | None = None
+    #: A paper enrolment paid before the day it was recorded, entered by a supervisor from its
+    #: receipt: coverage may start on ``paid_on`` instead of ``recorded_on``. The receipt's
+    #: reference is kept by membership, never published. Still never covers an injury whose
+    #: report was made before ``recorded_on``. (False/None: an ordinary enrolment, or an event
+    #: written before these fields existed.)
+    recorded_late: bool = False
+    paid_on: date | None = None
 
 
 class EnrollmentCancelled(DomainEvent):

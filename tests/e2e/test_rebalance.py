@@ -20,6 +20,7 @@ from tests.kafka_support import eventually, read_topic
 pytestmark = pytest.mark.e2e
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 MEMBERS = 20
 REPORTS_PER_MEMBER = 3
 
@@ -48,8 +49,11 @@ async def _member(m: httpx.AsyncClient, union_id: str, i: int, today: date) -> s
         "plan_code": "accident_injury",
         "shares": 1,
         "starts_on": (today - timedelta(days=90)).isoformat(),
+        # Cover from before today is a paper enrolment, recorded by a supervisor.
+        "paper": {"receipt_reference": f"E2E-{i}", "paid_on": (today - timedelta(days=90)).isoformat()},
     }
-    assert (await m.post(f"/v1/members/{member_id}/enrollments", json=enrol)).status_code == 201
+    r = await m.post(f"/v1/members/{member_id}/enrollments", json=enrol, headers=SUPERVISOR)
+    assert r.status_code == 201, r.text
     return member_id
 
 

@@ -17,6 +17,7 @@ from tests.kafka_support import eventually, read_topic
 pytestmark = pytest.mark.e2e
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 NATIONAL_ID = "110113198003041238"
 PHONE = "13912345678"
 CARD = "6210300012375678"
@@ -32,8 +33,10 @@ async def test_injury_opens_both_claims_one_is_documented_approved_and_paid(
         httpx.AsyncClient(base_url=claims.url, headers=STAFF, timeout=10) as c,
     ):
 
-        async def created(path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
-            r = await m.post(path, json=body)
+        async def created(
+            path: str, body: dict[str, Any], status: int = 201, headers: dict[str, str] | None = None
+        ) -> dict[str, Any]:
+            r = await m.post(path, json=body, headers=headers)
             assert r.status_code == status, r.text
             answer: dict[str, Any] = r.json()
             return answer
@@ -73,7 +76,13 @@ async def test_injury_opens_both_claims_one_is_documented_approved_and_paid(
                 "plan_code": "accident_injury",
                 "shares": 1,
                 "starts_on": (today - timedelta(days=60)).isoformat(),
+                # Cover from before today is a paper enrolment, recorded by a supervisor.
+                "paper": {
+                    "receipt_reference": "E2E-0001",
+                    "paid_on": (today - timedelta(days=60)).isoformat(),
+                },
             },
+            headers=SUPERVISOR,
         )
         report_id = (
             await created(

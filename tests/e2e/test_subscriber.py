@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 SUBSCRIBER = REPO / "examples" / "subscriber" / "subscriber.py"
 STAFF = {"Authorization": "Bearer local-staff-token"}
+SUPERVISOR = {"Authorization": "Bearer local-supervisor-token"}
 
 
 @pytest.fixture
@@ -130,8 +131,10 @@ async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
         httpx.AsyncClient(base_url=claims.url, headers=STAFF, timeout=10) as c,
     ):
 
-        async def created(path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
-            r = await m.post(path, json=body)
+        async def created(
+            path: str, body: dict[str, Any], status: int = 201, headers: dict[str, str] | None = None
+        ) -> dict[str, Any]:
+            r = await m.post(path, json=body, headers=headers)
             assert r.status_code == status, r.text
             answer: dict[str, Any] = r.json()
             return answer
@@ -169,7 +172,13 @@ async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
                 "plan_code": "accident_injury",
                 "shares": 1,
                 "starts_on": (today - timedelta(days=60)).isoformat(),
+                # Cover from before today is a paper enrolment, recorded by a supervisor.
+                "paper": {
+                    "receipt_reference": "E2E-0001",
+                    "paid_on": (today - timedelta(days=60)).isoformat(),
+                },
             },
+            headers=SUPERVISOR,
         )
 
         async def report(days_ago: int) -> str:

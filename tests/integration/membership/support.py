@@ -131,6 +131,16 @@ ENVELOPE_FIELDS = {
 }
 
 
+def on_paper(body: dict[str, Any]) -> dict[str, Any]:
+    """An enrolment body as a paper enrolment paid on its start day: how a test records cover
+    that starts before the service's today (only a supervisor may send it, see SUPERVISOR)."""
+    return {**body, "paper": {"receipt_reference": f"R-{body['starts_on']}", "paid_on": body["starts_on"]}}
+
+
+#: ``create(..., **BY_SUPERVISOR)``: the supervisor's token instead of staff's.
+BY_SUPERVISOR = {"Authorization": SUPERVISOR["Authorization"]}
+
+
 async def post(service: Service, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
     return await service.client.post(path, json=body, headers=headers if headers is not None else STAFF)
 

@@ -21,6 +21,7 @@ from shared.envelope import HEADER_NAMES, EventEnvelope
 from shared.tables import consumer_metadata, core_metadata
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import (
+    BY_SUPERVISOR,
     ENVELOPE_FIELDS,
     INTEGRATOR,
     STAFF,
@@ -32,6 +33,7 @@ from tests.integration.membership.support import (
     envelopes,
     national_id,
     new_member,
+    on_paper,
     post,
     published,
     stored_event_count,
@@ -47,13 +49,13 @@ async def test_concurrent_commands_never_double_book_nor_fail(service: Service, 
     m = await new_member(service, tree["grassroots"], gender="female", card=True)
     path = f"/v1/members/{m['member_id']}/enrollments"
     same = {"plan_code": "female_special_disease", "shares": 1, "starts_on": "2016-01-01"}
-    answers = await asyncio.gather(*[post(service, path, same) for _ in range(6)])
+    answers = await asyncio.gather(*[post(service, path, on_paper(same), SUPERVISOR) for _ in range(6)])
     assert sorted(r.status_code for r in answers) == [201, 409, 409, 409, 409, 409]
 
     years = [
         {"plan_code": "critical_illness", "shares": 1, "starts_on": f"{y}-01-01"} for y in range(2011, 2017)
     ]
-    answers = await asyncio.gather(*[post(service, path, body) for body in years])
+    answers = await asyncio.gather(*[post(service, path, on_paper(body), SUPERVISOR) for body in years])
     assert {r.status_code for r in answers} <= {201, 409}  # a lost race is a 409 to retry, never a 500
     assert all(r.json()["code"] == "concurrent_update" for r in answers if r.status_code == 409)
     detail = (await service.client.get(f"/v1/members/{m['member_id']}", headers=STAFF)).json()
@@ -168,7 +170,8 @@ async def test_commands_publish_contract_envelopes(service: Service, tree: dict[
     enrolled = await create(
         service,
         f"{base}/enrollments",
-        {"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-01-01"},
+        on_paper({"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-01-01"}),
+        **BY_SUPERVISOR,
     )
     await create(
         service, f"{base}/enrollments/{enrolled['enrollment_id']}/cancel", {"cancelled_on": "2016-02-01"}
@@ -272,7 +275,8 @@ async def test_read_models_rebuild_to_the_same_answers(service: Service, tree: d
     await create(
         service,
         f"/v1/members/{m['member_id']}/enrollments",
-        {"plan_code": "accident_injury", "shares": 3, "starts_on": "2016-01-01"},
+        on_paper({"plan_code": "accident_injury", "shares": 3, "starts_on": "2016-01-01"}),
+        **BY_SUPERVISOR,
     )
     before = (await service.client.get(f"/v1/members/{m['member_id']}", headers=STAFF)).json()
     timeline_before = (
@@ -327,7 +331,7 @@ async def test_concurrent_retries_with_one_idempotency_key_answer_once(
     service: Service, tree: dict[str, str]
 ) -> None:
     member = await new_member(service, tree["grassroots"], card=True)
-    body = {"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-01-01"}
+    body = {"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-08-10"}  # today
     headers = {**STAFF, "Idempotency-Key": str(uuid.uuid4())}
     answers = await asyncio.gather(
         *(post(service, f"/v1/members/{member['member_id']}/enrollments", body, headers) for _ in range(4))

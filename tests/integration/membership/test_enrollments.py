@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from typing import Any
 
 import pytest
 
-from tests.integration.membership.conftest import Service
+from tests.integration.membership.conftest import TODAY, Service
 from tests.integration.membership.support import (
+    BY_SUPERVISOR,
     INTEGRATOR,
     STAFF,
+    SUPERVISOR,
     assert_nothing_personal_left,
     assert_problem,
     card_number,
     create,
+    envelopes,
     new_id,
     new_member,
+    on_paper,
     post,
     problem_fields,
+    published,
     union_tree,
 )
 
@@ -34,35 +40,41 @@ async def test_enrolment_rules(service: Service, tree: dict[str, str]) -> None:
     path = f"/v1/members/{man['member_id']}/enrollments"
     accident = {"plan_code": "accident_injury", "shares": 2, "starts_on": "2016-01-01"}
 
-    assert_problem(await post(service, path, accident), 409)  # no Jing card yet
+    async def paper_post(path: str, body: dict[str, Any]) -> Any:
+        """These rules are about terms, ages and overlaps in early 2016, before the service's
+        today: such cover can only be recorded from paper, by a supervisor."""
+        past = isinstance(body.get("starts_on"), str) and body["starts_on"] < TODAY.isoformat()
+        return await post(service, path, on_paper(body) if past else body, SUPERVISOR)
+
+    assert_problem(await paper_post(path, accident), 409)  # no Jing card yet
     await create(service, f"/v1/members/{man['member_id']}/card", {"card_number": card_number()})
 
-    assert_problem(await post(service, path, {**accident, "plan_code": "no_such_plan"}), 422, "plan_code")
-    assert_problem(await post(service, path, {**accident, "shares": 0}), 422, "shares")
-    assert_problem(await post(service, path, {**accident, "shares": "2"}), 422, "shares")
-    assert_problem(await post(service, path, {**accident, "starts_on": 20160101}), 422, "starts_on")
-    assert_problem(await post(service, path, {**accident, "price_level": "30"}), 422, "price_level")
+    assert_problem(await paper_post(path, {**accident, "plan_code": "no_such_plan"}), 422, "plan_code")
+    assert_problem(await paper_post(path, {**accident, "shares": 0}), 422, "shares")
+    assert_problem(await paper_post(path, {**accident, "shares": "2"}), 422, "shares")
+    assert_problem(await paper_post(path, {**accident, "starts_on": 20160101}), 422, "starts_on")
+    assert_problem(await paper_post(path, {**accident, "price_level": "30"}), 422, "price_level")
     female_plan = {**accident, "plan_code": "female_special_disease"}
-    problem = assert_problem(await post(service, path, female_plan), 422)
+    problem = assert_problem(await paper_post(path, female_plan), 422)
     assert problem_fields(problem) & {"plan_code", "gender"}
     assert_problem(
-        await post(service, path, {**accident, "plan_code": "card_non_work_accident"}), 422, "plan_code"
+        await paper_post(path, {**accident, "plan_code": "card_non_work_accident"}), 422, "plan_code"
     )
-    assert_problem(await post(service, f"/v1/members/{new_id()}/enrollments", accident), 404)
+    assert_problem(await paper_post(f"/v1/members/{new_id()}/enrollments", accident), 404)
 
-    r = await post(service, path, {**accident, "price_level": "50"})
+    r = await paper_post(path, {**accident, "price_level": "50"})
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["ends_on"] == "2016-12-31" and uuid.UUID(first["enrollment_id"])
-    assert_problem(await post(service, path, {**accident, "starts_on": "2016-06-01"}), 409)  # overlaps
-    nxt = await post(service, path, {**accident, "starts_on": "2017-01-01"})
+    assert_problem(await paper_post(path, {**accident, "starts_on": "2016-06-01"}), 409)  # overlaps
+    nxt = await paper_post(path, {**accident, "starts_on": "2017-01-01"})
     assert nxt.status_code == 201 and nxt.json()["ends_on"] == "2017-12-31"
 
     cancel = f"{path}/{first['enrollment_id']}/cancel"
-    assert (await post(service, cancel, {"reason": "entered twice"})).status_code == 200
-    assert_problem(await post(service, cancel, {}), 409)
-    assert_problem(await post(service, f"{path}/{new_id()}/cancel", {}), 404)
-    again = await post(service, path, {**accident, "starts_on": "2016-03-01", "ends_on": "2016-12-31"})
+    assert (await paper_post(cancel, {"reason": "entered twice"})).status_code == 200
+    assert_problem(await paper_post(cancel, {}), 409)
+    assert_problem(await paper_post(f"{path}/{new_id()}/cancel", {}), 404)
+    again = await paper_post(path, {**accident, "starts_on": "2016-03-01", "ends_on": "2016-12-31"})
     assert again.status_code == 201, again.text
 
     detail = (await service.client.get(f"/v1/members/{man['member_id']}", headers=STAFF)).json()
@@ -76,17 +88,17 @@ async def test_enrolment_rules(service: Service, tree: dict[str, str]) -> None:
     # too old for the accident plan (16-60 on the day coverage starts), and retired members
     elder = await new_member(service, tree["grassroots"], birth_date=date(1955, 1, 1), card=True)
     old_path = f"/v1/members/{elder['member_id']}/enrollments"
-    assert_problem(await post(service, old_path, accident), 422, "plan_code")  # 61 on 2016-01-01
-    ok = await post(service, old_path, {**accident, "starts_on": "2015-02-28", "ends_on": "2015-12-31"})
+    assert_problem(await paper_post(old_path, accident), 422, "plan_code")  # 61 on 2016-01-01
+    ok = await paper_post(old_path, {**accident, "starts_on": "2015-02-28", "ends_on": "2015-12-31"})
     assert ok.status_code == 201, ok.text  # 60 then: still inside 16-60
     await create(
         service, f"/v1/members/{elder['member_id']}/leave", {"reason": "retired", "left_on": "2016-03-01"}
     )
     critical = {"plan_code": "critical_illness", "shares": 2, "starts_on": "2016-04-01"}
-    assert assert_problem(await post(service, old_path, critical), 409)["code"] == "member_retired"
+    assert assert_problem(await paper_post(old_path, critical), 409)["code"] == "member_retired"
 
     woman = await new_member(service, tree["grassroots"], gender="female", full_name="张丽", card=True)
-    r = await post(service, f"/v1/members/{woman['member_id']}/enrollments", female_plan)
+    r = await paper_post(f"/v1/members/{woman['member_id']}/enrollments", female_plan)
     assert r.status_code == 201 and r.json()["ends_on"] == "2016-12-31"
 
 
@@ -101,22 +113,26 @@ async def test_enrolment_statistics_per_year(service: Service) -> None:
         await create(
             service,
             f"/v1/members/{w['member_id']}/enrollments",
-            {"plan_code": "female_special_disease", "shares": 6, "starts_on": "2015-01-01"},
+            on_paper({"plan_code": "female_special_disease", "shares": 6, "starts_on": "2015-01-01"}),
+            **BY_SUPERVISOR,
         )
         await create(
             service,
             f"/v1/members/{w['member_id']}/enrollments",
-            {"plan_code": "female_special_disease", "shares": 5, "starts_on": "2016-01-01"},
+            on_paper({"plan_code": "female_special_disease", "shares": 5, "starts_on": "2016-01-01"}),
+            **BY_SUPERVISOR,
         )
     await create(
         service,
         f"/v1/members/{man['member_id']}/enrollments",
-        {"plan_code": "accident_injury", "shares": 4, "starts_on": "2016-01-01"},
+        on_paper({"plan_code": "accident_injury", "shares": 4, "starts_on": "2016-01-01"}),
+        **BY_SUPERVISOR,
     )
     dropped = await create(
         service,
         f"/v1/members/{man['member_id']}/enrollments",
-        {"plan_code": "critical_illness", "shares": 2, "starts_on": "2016-02-01"},
+        on_paper({"plan_code": "critical_illness", "shares": 2, "starts_on": "2016-02-01"}),
+        **BY_SUPERVISOR,
     )
     await create(service, f"/v1/members/{man['member_id']}/enrollments/{dropped['enrollment_id']}/cancel", {})
 
@@ -148,3 +164,63 @@ async def test_enrolment_statistics_per_year(service: Service) -> None:
 
 async def test_no_personal_data_on_kafka_in_events_or_logs(service: Service, tree: dict[str, str]) -> None:
     await assert_nothing_personal_left(service, tree["grassroots"])
+
+
+# --- no backdating ----------------------------------------------------------------------------
+
+
+async def test_cover_starts_no_earlier_than_the_recording_day_unless_a_supervisor_records_paper(
+    service: Service, tree: dict[str, str]
+) -> None:
+    man = await new_member(service, tree["grassroots"], card=True)
+    path = f"/v1/members/{man['member_id']}/enrollments"
+    accident = {"plan_code": "accident_injury", "shares": 1}
+    # The service's today is 2016-08-10: the day before is refused, the day itself is fine.
+    refused = assert_problem(
+        await post(service, path, {**accident, "starts_on": "2016-08-09"}), 422, "starts_on"
+    )
+    assert refused["code"] == "start_before_recording_day"
+    ok = await post(service, path, {**accident, "starts_on": "2016-08-10"})
+    assert ok.status_code == 201 and ok.json()["recorded_late"] is False, ok.text
+
+    other = await new_member(service, tree["grassroots"], card=True)
+    path = f"/v1/members/{other['member_id']}/enrollments"
+    paper = {
+        **accident,
+        "starts_on": "2016-05-04",
+        "paper": {"receipt_reference": "JG-2016-000417", "paid_on": "2016-05-04"},
+    }
+    denied = await post(service, path, paper)  # staff
+    assert denied.status_code == 403 and denied.json()["code"] == "supervisor_required", denied.text
+    early = {**paper, "starts_on": "2016-05-03"}
+    assert assert_problem(await post(service, path, early, SUPERVISOR), 422, "starts_on")["code"] == (
+        "start_before_payment"
+    )
+    future = {
+        **paper,
+        "starts_on": "2016-08-11",
+        "paper": {"receipt_reference": "X1", "paid_on": "2016-08-11"},
+    }
+    assert_problem(await post(service, path, future, SUPERVISOR), 422, "paper.paid_on")
+    recorded = await post(service, path, paper, SUPERVISOR)
+    assert recorded.status_code == 201, recorded.text
+    assert (recorded.json()["recorded_late"], recorded.json()["paid_on"]) == (True, "2016-05-04")
+
+    listed = (await service.client.get(path, headers=STAFF)).json()["items"]
+    assert [(e["starts_on"], e["recorded_late"], e["paid_on"], e["receipt_reference"]) for e in listed] == [
+        ("2016-05-04", True, "2016-05-04", "JG-2016-000417")
+    ]
+    integrator = (await service.client.get(path, headers=INTEGRATOR)).json()["items"]
+    assert "receipt_reference" not in integrator[0] and integrator[0]["recorded_late"] is True
+
+    [event] = [
+        e
+        for e in envelopes(await published(service), str(other["member_id"]))
+        if e["event_type"] == "PlanEnrolled"
+    ]
+    assert (event["data"]["recorded_late"], event["data"]["paid_on"], event["data"]["recorded_on"]) == (
+        True,
+        "2016-05-04",
+        "2016-08-10",
+    )
+    assert "JG-2016-000417" not in json.dumps(event)

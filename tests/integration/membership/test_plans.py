@@ -6,6 +6,7 @@ import pytest
 
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import (
+    BY_SUPERVISOR,
     INTEGRATOR,
     STAFF,
     assert_nothing_personal_left,
@@ -13,6 +14,7 @@ from tests.integration.membership.support import (
     create,
     envelopes,
     new_member,
+    on_paper,
     post,
     published,
 )
@@ -71,7 +73,8 @@ async def test_plan_catalogue_is_data_edited_through_the_api(service: Service, t
     enrolled = await create(
         service,
         f"/v1/members/{m['member_id']}/enrollments",
-        {"plan_code": "charity_medical", "shares": 1, "starts_on": "2016-03-01"},
+        on_paper({"plan_code": "charity_medical", "shares": 1, "starts_on": "2016-03-01"}),
+        **BY_SUPERVISOR,
     )
     assert enrolled["ends_on"] == "2016-08-31"  # the plan's six-month term, from the table
 

@@ -117,8 +117,12 @@ def member(
 def enroll(
     m: Member, plan: Plan = ACCIDENT, starts_on: date = date(2016, 1, 1), **kw: Any
 ) -> domain.Enrollment:
+    """Enrol, recorded (``today``) on the start day when that is before TODAY, else on TODAY:
+    coverage never starts before the day it is recorded, so a test about terms, ages or overlaps
+    in early 2016 records its enrolment then. The tests of that rule pass ``today`` themselves."""
+    today = kw.pop("today", min(starts_on, TODAY))
     return m.enroll(
-        enrollment_id=ident(), plan=plan, shares=kw.pop("shares", 1), starts_on=starts_on, today=TODAY, **kw
+        enrollment_id=ident(), plan=plan, shares=kw.pop("shares", 1), starts_on=starts_on, today=today, **kw
     )
 
 
@@ -596,6 +600,69 @@ def test_coverage_start_is_bounded() -> None:
     with expect(InvalidInput, "starts_on"):
         enroll(member(), starts_on=TODAY + timedelta(days=367))
     assert enroll(member(), starts_on=date(2017, 1, 1)).ends_on == date(2017, 12, 31)
+
+
+def test_coverage_never_starts_before_the_recording_day() -> None:
+    # The boundary is the recording day itself: it may start then, not the day before.
+    with expect(InvalidInput, "starts_on", "start_before_recording_day"):
+        enroll(member(), starts_on=TODAY - timedelta(days=1), today=TODAY)
+    m = member()
+    e = enroll(m, starts_on=TODAY, today=TODAY)
+    [event] = m.pending_events
+    assert isinstance(event, PlanEnrolled)
+    assert (event.coverage_starts_on, event.recorded_on) == (TODAY, TODAY)
+    assert (event.recorded_late, event.paid_on) == (False, None)
+    assert (e.recorded_late, e.paid_on) == (False, None)
+
+
+def paper(paid_on: date, reference: str = "JG-2016-000417") -> domain.PaperReceipt:
+    return domain.PaperReceipt(reference=reference, paid_on=paid_on)
+
+
+def test_a_paper_enrolment_may_start_on_the_day_it_was_paid_and_says_it_was_recorded_late() -> None:
+    paid = TODAY - timedelta(days=30)
+    m = member()
+    e = enroll(m, starts_on=paid, today=TODAY, paper=paper(paid))
+    [event] = m.pending_events
+    assert isinstance(event, PlanEnrolled)
+    assert (event.coverage_starts_on, event.recorded_on) == (paid, TODAY)
+    assert (event.recorded_late, event.paid_on) == (True, paid)
+    # The receipt's number is kept by membership, never in the event.
+    assert "JG-2016-000417" not in event.model_dump_json()
+    assert replayed(m).enrollments[e.enrollment_id] == e
+    assert (e.recorded_late, e.paid_on) == (True, paid)
+    # Later than the payment is fine; the day before it is not.
+    assert enroll(member(), starts_on=paid + timedelta(days=1), today=TODAY, paper=paper(paid)).active
+    with expect(InvalidInput, "starts_on", "start_before_payment"):
+        enroll(member(), starts_on=paid - timedelta(days=1), today=TODAY, paper=paper(paid))
+
+
+def test_a_paper_enrolment_is_paid_by_today_and_names_its_receipt() -> None:
+    # paid_on = the recording day is the last one allowed; tomorrow has not been paid yet.
+    assert enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(TODAY)).paid_on == TODAY
+    tomorrow = TODAY + timedelta(days=1)
+    with expect(InvalidInput, "paper.paid_on", "date_in_future"):
+        enroll(member(), starts_on=tomorrow, today=TODAY, paper=paper(tomorrow))
+    with expect(InvalidInput, "paper.paid_on", "date_too_early"):
+        enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(date(1899, 12, 31)))
+    with expect(InvalidInput, "paper.receipt_reference"):
+        enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(TODAY, reference="   "))
+    # Paper does not lift the other bounds: not before the member joined.
+    with expect(InvalidInput, "starts_on"):
+        enroll(member(joined_on=TODAY), starts_on=TODAY - timedelta(days=5), today=TODAY, paper=paper(TODAY))
+
+
+def test_an_enrolment_event_written_before_paper_enrolments_existed_still_replays() -> None:
+    old = {
+        "enrollment_id": str(ident()),
+        "member_id": str(ident()),
+        "plan_code": "accident_injury",
+        "shares": 1,
+        "coverage_starts_on": "2016-01-01",
+        "coverage_ends_on": "2016-12-31",
+    }
+    event = PlanEnrolled.model_validate(old)
+    assert (event.recorded_on, event.recorded_late, event.paid_on) == (None, False, None)
 
 
 # --- injury reports ---------------------------------------------------------------------------

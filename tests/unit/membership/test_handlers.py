@@ -103,7 +103,7 @@ async def test_leaving_twice_is_a_conflict_and_an_unknown_member_not_found() -> 
 async def test_enrolling_in_a_plan_the_catalogue_does_not_hold_names_the_field() -> None:
     uow = FakeUnitOfWork()
     member = member_of(uow, chain(uow)[UnionLevel.GRASSROOTS])
-    command = EnrollmentIn(plan_code="no_such_plan", shares=1, starts_on=date(2016, 1, 1))
+    command = EnrollmentIn(plan_code="no_such_plan", shares=1, starts_on=TODAY)
     with pytest.raises(InvalidInput) as err:
         await handlers.enroll(uow, command, CLOCK, member_id=member.id)
     assert (err.value.field, err.value.code) == ("plan_code", "unknown_plan")
@@ -112,14 +112,16 @@ async def test_enrolling_in_a_plan_the_catalogue_does_not_hold_names_the_field()
 async def test_an_enrolment_is_saved_answered_and_cancelled_on_the_clocks_today() -> None:
     uow = FakeUnitOfWork()
     member = member_of(uow, chain(uow)[UnionLevel.GRASSROOTS])
-    command = EnrollmentIn(plan_code="accident_injury", shares=2, starts_on=date(2016, 1, 1))
+    command = EnrollmentIn(plan_code="accident_injury", shares=2, starts_on=TODAY)
     enrollment = await handlers.enroll(uow, command, CLOCK, member_id=member.id)
     assert views.enrollment_created(enrollment) == {
         "enrollment_id": str(enrollment.enrollment_id),
         "plan_code": "accident_injury",
         "shares": 2,
-        "starts_on": "2016-01-01",
-        "ends_on": "2016-12-31",
+        "starts_on": "2016-08-10",
+        "ends_on": "2017-08-09",
+        "recorded_late": False,
+        "paid_on": None,
     }
     assert isinstance(uow.events(member.id)[-1], PlanEnrolled)
     cancelled = await handlers.cancel_enrollment(
@@ -128,10 +130,60 @@ async def test_an_enrolment_is_saved_answered_and_cancelled_on_the_clocks_today(
     assert views.enrollment_cancelled(cancelled)["cancelled_on"] == "2016-08-10"
 
 
+async def test_a_paper_enrolment_keeps_its_receipt_out_of_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept: list[dict[str, object]] = []
+
+    async def record(conn: object, **row: object) -> None:
+        kept.append(row)
+
+    monkeypatch.setattr(handlers, "record_paper_receipt", record)
+    uow = FakeUnitOfWork()
+    member = member_of(uow, chain(uow)[UnionLevel.GRASSROOTS])
+    paid = date(2016, 7, 1)
+    command = EnrollmentIn.model_validate(
+        {
+            "plan_code": "accident_injury",
+            "shares": 1,
+            "starts_on": "2016-07-01",
+            "paper": {"receipt_reference": " JG-2016-000417 ", "paid_on": "2016-07-01"},
+        }
+    )
+    enrollment = await handlers.enroll(uow, command, CLOCK, member_id=member.id, recorded_by="supervisor-1")
+    assert views.enrollment_created(enrollment)["recorded_late"] is True
+    assert views.enrollment_created(enrollment)["paid_on"] == "2016-07-01"
+    event = uow.events(member.id)[-1]
+    assert isinstance(event, PlanEnrolled)
+    assert (event.recorded_late, event.paid_on, event.recorded_on) == (True, paid, TODAY)
+    assert "JG-2016-000417" not in event.model_dump_json()
+    assert kept == [
+        {
+            "enrollment_id": enrollment.enrollment_id,
+            "member_id": member.id,
+            "receipt_reference": "JG-2016-000417",
+            "paid_on": paid,
+            "recorded_on": TODAY,
+            "recorded_by": "supervisor-1",
+        }
+    ]
+    # Nobody to vouch for the receipt: refused before anything is decided.
+    with pytest.raises(ValueError):
+        await handlers.enroll(uow, command, CLOCK, member_id=member.id)
+
+
+async def test_an_ordinary_enrolment_from_before_the_clocks_today_is_refused() -> None:
+    uow = FakeUnitOfWork()
+    member = member_of(uow, chain(uow)[UnionLevel.GRASSROOTS])
+    command = EnrollmentIn(plan_code="accident_injury", shares=1, starts_on=date(2016, 8, 9))
+    with pytest.raises(InvalidInput) as err:
+        await handlers.enroll(uow, command, CLOCK, member_id=member.id)
+    assert (err.value.field, err.value.code) == ("starts_on", "start_before_recording_day")
+    assert not any(isinstance(e, PlanEnrolled) for e in uow.events(member.id))
+
+
 async def test_enrolment_needs_a_card() -> None:
     uow = FakeUnitOfWork()
     member = member_of(uow, chain(uow)[UnionLevel.GRASSROOTS], card=False)
-    command = EnrollmentIn(plan_code="accident_injury", shares=1, starts_on=date(2016, 1, 1))
+    command = EnrollmentIn(plan_code="accident_injury", shares=1, starts_on=TODAY)
     with pytest.raises(Conflict) as err:
         await handlers.enroll(uow, command, CLOCK, member_id=member.id)
     assert err.value.code == "card_required"
