@@ -1,15 +1,15 @@
 """paper_receipts: the receipt (reference, payment day, who recorded it) of each enrolment a
 supervisor recorded late from paper. The reference never goes on Kafka, so this is its only copy.
 
-Revision ID: 0008
-Revises: 0006 (on this branch; 0007 once mediation's timeline migration is merged before it)
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
