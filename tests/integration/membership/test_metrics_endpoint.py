@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 
+from shared.kafka import missing_topics
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import STAFF
+from tests.kafka_support import eventually
 
 METRICS = {"Authorization": "Bearer local-metrics-token"}  # the development fallback
 pytestmark = pytest.mark.integration
@@ -33,8 +35,15 @@ async def test_latency_is_labelled_by_route_template_and_status(service: Service
 
 
 async def test_metrics_carry_outbox_lag_and_dead_letters(service: Service) -> None:
+    # The consumer creates its topic as it starts, in the background; a scrape before that finds
+    # no partitions to report lag for (and the Kafka figures are then cached for 15 s).
+    await eventually(lambda: _topic_exists(service.kafka, service.claims_topic), timeout=30)
     text = (await service.client.get("/metrics", headers=METRICS)).text
     assert "outbox_depth " in text and "outbox_oldest_event_age_seconds " in text
     group = f"{service.settings.consumer_group_prefix}membership.claims"
     assert f'consumer_lag{{group="{group}",partition="0",topic="{service.claims_topic}"}}' in text
     assert f'dlq_messages{{topic="{service.claims_topic}.dlq"}} 0.0' in text
+
+
+async def _topic_exists(bootstrap: str, topic: str) -> bool:
+    return not await missing_topics(bootstrap, [topic])
