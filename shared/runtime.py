@@ -434,7 +434,8 @@ def loopback_without_tls(database_url: str) -> dict[str, Any]:
     url = make_url(database_url)
     if {"ssl", "sslmode"} & set(url.query):
         return {}
-    hosts = {url.host} if url.host else _query_hosts(url.query)
+    # asyncpg connects to ``?host=`` when it is given, whatever stands before the path: judge both.
+    hosts = ({url.host} if url.host else set()) | _query_hosts(url.query)
     if hosts and hosts <= LOOPBACK:
         return {"ssl": False}
     return {}

@@ -35,3 +35,7 @@ def test_a_separate_password_goes_into_a_multi_host_url(monkeypatch: pytest.Monk
     assert url.password == "p@ss/w%rd"
     assert url.query["host"] == ("127.0.0.1:5432", "127.0.0.1:5433")
     assert url.query["target_session_attrs"] == "read-write"
+
+
+def test_a_remote_query_host_keeps_tls_even_behind_a_loopback_netloc() -> None:
+    assert loopback_without_tls("postgresql+asyncpg://u:p@localhost/db?host=db.prod:5432") == {}
