@@ -35,13 +35,19 @@ async def test_latency_is_labelled_by_route_template_and_status(service: Service
 
 
 async def test_metrics_carry_outbox_lag_and_dead_letters(service: Service) -> None:
-    # The consumer creates its topic as it starts, in the background; a scrape before that finds
-    # no partitions to report lag for (and the Kafka figures are then cached for 15 s).
+    # The consumer creates its topic as it starts, in the background, and the Kafka figures are
+    # cached for 15 s: a scrape before the topic existed (this module's other test may make one)
+    # reports no lag until the cache expires. So the lag line must appear within one interval.
     await eventually(lambda: _topic_exists(service.kafka, service.claims_topic), timeout=30)
-    text = (await service.client.get("/metrics", headers=METRICS)).text
-    assert "outbox_depth " in text and "outbox_oldest_event_age_seconds " in text
     group = f"{service.settings.consumer_group_prefix}membership.claims"
-    assert f'consumer_lag{{group="{group}",partition="0",topic="{service.claims_topic}"}}' in text
+    lag = f'consumer_lag{{group="{group}",partition="0",topic="{service.claims_topic}"}}'
+
+    async def scrape_with_lag() -> str | None:
+        text = (await service.client.get("/metrics", headers=METRICS)).text
+        return text if lag in text else None
+
+    text = await eventually(scrape_with_lag, timeout=15 + 10, interval=1.0)
+    assert "outbox_depth " in text and "outbox_oldest_event_age_seconds " in text
     assert f'dlq_messages{{topic="{service.claims_topic}.dlq"}} 0.0' in text
 
 
