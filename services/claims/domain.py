@@ -64,10 +64,23 @@ class EnrollmentFact:
     cancelled_on: date | None = None
     #: The day membership recorded it (None: unknown, events written before it was carried).
     recorded_on: date | None = None
+    #: Its version in the member's stream (None: applied before this was kept).
+    recorded_version: int | None = None
 
-    def recorded_after(self, reported_on: date | None) -> bool:
-        """Recorded after the report was made: it never covers that injury (no backdating)."""
-        return reported_on is not None and self.recorded_on is not None and reported_on < self.recorded_on
+    def recorded_after(self, injury: Injury) -> bool:
+        """Recorded after the report was made: it never covers that injury (no backdating).
+
+        The report names the member-stream version it was made against, so an enrolment at a
+        later version came after it, even on the same day; the dates alone cannot tell a
+        same-day enrolment recorded after the report from one recorded before it, and whether
+        this service had applied it yet would decide (the race the review found). The dates
+        still judge what carries no versions."""
+        if injury.reported_on is None:  # a "what if" of the entitlements view: no report
+            return False
+        versions = (injury.member_version, self.recorded_version)
+        if versions[0] is not None and versions[1] is not None and versions[1] > versions[0]:
+            return True
+        return self.recorded_on is not None and injury.reported_on < self.recorded_on
 
     def covers(self, day: date) -> bool:
         in_period = self.starts_on <= day <= self.ends_on
@@ -102,6 +115,8 @@ class Injury:
     severity: InjurySeverity = InjurySeverity.INJURY
     #: When it was reported (None: a "what if" of the entitlements view, no reporting limit).
     reported_on: date | None = None
+    #: The member-stream version the report was made against (None: a "what if").
+    member_version: int | None = None
 
 
 def add_months(day: date, months: int) -> date:
@@ -209,7 +224,7 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
             continue
         if plan.benefit is Benefit.PAID:
             mine = [e for e in coverage.enrollments if e.plan_code == plan.code]
-            late = [e for e in mine if e.covers(day) and e.recorded_after(injury.reported_on)]
+            late = [e for e in mine if e.covers(day) and e.recorded_after(injury)]
             covering = sorted(
                 (e for e in mine if e.covers(day) and e not in late), key=lambda e: str(e.enrollment_id)
             )

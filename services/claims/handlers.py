@@ -267,6 +267,7 @@ def _injury(e: m.InjuryReported) -> domain.Injury:
         e.traffic_accident,
         e.severity,
         reported_on=e.reported_on,
+        member_version=e.member_version,
     )
 
 

@@ -218,6 +218,7 @@ async def _plan_enrolled(conn: AsyncConnection, e: m.PlanEnrolled, version: int)
             starts_on=e.coverage_starts_on,
             ends_on=e.coverage_ends_on,
             recorded_on=e.recorded_on,
+            recorded_version=version,
         )
         .on_conflict_do_nothing()
     )
@@ -301,6 +302,7 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
                 e["ends_on"],
                 e["cancelled_on"],
                 e["recorded_on"],
+                e["recorded_version"],
             )
             for e in enrollments
         ),

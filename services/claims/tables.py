@@ -51,6 +51,9 @@ coverage_enrollments = sa.Table(
     sa.Column("cancelled_on", sa.Date, nullable=True),
     #: The day membership recorded the enrolment (None: recorded before it was on the event).
     sa.Column("recorded_on", sa.Date, nullable=True),
+    #: Its version in the member's stream: later than a report's ``member_version``, it was
+    #: recorded after that report (None: applied before this column existed).
+    sa.Column("recorded_version", sa.Integer, nullable=True),
 )
 
 #: Injury reports that arrived before the member events they depend on.

@@ -392,3 +392,22 @@ def test_an_enrolment_recorded_after_the_report_does_not_cover_it_one_recorded_t
     assert plans_of(domain.entitlements(injury(), coverage(card=False, enrollments=(after,)), PLANS)) == [
         ACCIDENT_PLAN
     ]
+
+
+def test_the_member_stream_version_tells_a_same_day_enrolment_after_the_report_from_one_before() -> None:
+    day = date(2016, 8, 4)
+    before = accident(recorded_on=day, recorded_version=2)
+    after = accident(recorded_on=day, recorded_version=3)
+    reported = injury(reported_on=day, member_version=2)
+    check = domain.entitlements(reported, coverage(card=False, enrollments=(before, after)), PLANS)
+    assert [e.enrollment_id for e in check.entitlements] == [before.enrollment_id]
+    only_after = domain.entitlements(reported, coverage(card=False, enrollments=(after,)), PLANS)
+    assert only_after.entitlements == ()
+    assert only_after.reasons[0].startswith("enrolled_after_report: accident_injury")
+    # a later recording day is late whatever the versions say; the "what if" view has no report
+    later_day = accident(recorded_on=date(2016, 8, 5), recorded_version=1)
+    late = domain.entitlements(reported, coverage(card=False, enrollments=(later_day,)), PLANS)
+    assert late.entitlements == ()
+    assert plans_of(domain.entitlements(injury(), coverage(card=False, enrollments=(after,)), PLANS)) == [
+        ACCIDENT_PLAN
+    ]
