@@ -134,7 +134,10 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
                 "shares": 1,
                 "starts_on": (today - timedelta(days=90)).isoformat(),
                 # Cover from before today is a paper enrolment, recorded by a supervisor.
-                "paper": {"receipt_reference": f"B-{i}", "paid_on": (today - timedelta(days=90)).isoformat()},
+                "paper": {
+                    "receipt_reference": f"B-{uuid.uuid4().hex[:12]}",
+                    "paid_on": (today - timedelta(days=90)).isoformat(),
+                },
             }
             r = await m.post(f"/v1/members/{member}/enrollments", json=enrol, headers=SUPERVISOR)
             r.raise_for_status()

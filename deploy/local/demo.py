@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as clock_time
 from pathlib import Path
@@ -199,7 +200,7 @@ def main() -> None:
                 # Paid at the counter 90 days ago: cover from before today is a paper enrolment,
                 # which only a supervisor records.
                 "paper": {
-                    "receipt_reference": "DEMO-0001",
+                    "receipt_reference": f"DEMO-{uuid.uuid4().hex[:8]}",
                     "paid_on": (today - timedelta(days=90)).isoformat(),
                 },
             },

@@ -283,7 +283,8 @@ class Enrollment:
     starts_on: date
     ends_on: date  # inclusive
     cancelled_on: date | None = None
-    #: A paper enrolment recorded after it was paid (see ``PaperReceipt``), and when it was paid.
+    #: A paper enrolment recorded on a day after it was paid (see ``PaperReceipt``; one paid
+    #: and recorded the same day is not late), and when it was paid.
     recorded_late: bool = False
     paid_on: date | None = None
 
@@ -587,7 +588,7 @@ class Member(Aggregate[uuid.UUID]):
                 coverage_starts_on=starts_on,
                 coverage_ends_on=ends_on,
                 recorded_on=today,
-                recorded_late=paper is not None,
+                recorded_late=paper is not None and paper.paid_on < today,
                 paid_on=paper.paid_on if paper is not None else None,
             )
         )

@@ -30,7 +30,7 @@ from services.membership.schemas import (
     UnionIn,
 )
 from services.membership.vault import InjuryDetails, Vault, record_paper_receipt
-from shared.aggregate import InvalidInput
+from shared.aggregate import Conflict, InvalidInput
 from shared.clock import Clock
 from shared.contracts import claims as claims_contract
 from shared.contracts.plans import Plan
@@ -209,7 +209,7 @@ async def enroll(
     )
     await uow.save(member)
     if paper is not None and recorded_by:
-        await record_paper_receipt(
+        kept = await record_paper_receipt(
             uow.conn,
             enrollment_id=enrollment.enrollment_id,
             member_id=member.id,
@@ -218,6 +218,12 @@ async def enroll(
             recorded_on=today,
             recorded_by=recorded_by,
         )
+        if not kept:  # raising rolls back the enrolment appended above: nothing is half-written
+            raise Conflict(
+                "this receipt already pays for another enrolment",
+                field="paper.receipt_reference",
+                code="receipt_already_used",
+            )
     return enrollment
 
 

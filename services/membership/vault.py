@@ -213,12 +213,15 @@ async def record_paper_receipt(
     paid_on: date,
     recorded_on: date,
     recorded_by: str,
-) -> None:
-    """Keep a paper enrolment's receipt beside its event, in the same transaction. Not encrypted
-    (a receipt number identifies a payment, not a person) but, like the vault, never published:
-    the event only says the enrolment was recorded late and when it was paid."""
-    await conn.execute(
-        sa.insert(paper_receipts).values(
+) -> bool:
+    """Keep a paper enrolment's receipt beside its event, in the same transaction; False if the
+    receipt already pays for another enrolment (the unique index decides, so two supervisors
+    typing the same receipt at once cannot both use it). Not encrypted (a receipt number
+    identifies a payment, not a person) but, like the vault, never published: the event only
+    says the enrolment was recorded late and when it was paid."""
+    stored = await conn.execute(
+        pg_insert(paper_receipts)
+        .values(
             enrollment_id=enrollment_id,
             member_id=member_id,
             receipt_reference=receipt_reference,
@@ -226,4 +229,7 @@ async def record_paper_receipt(
             recorded_on=recorded_on,
             recorded_by=recorded_by,
         )
+        .on_conflict_do_nothing(index_elements=[paper_receipts.c.receipt_reference])
+        .returning(paper_receipts.c.enrollment_id)
     )
+    return stored.first() is not None

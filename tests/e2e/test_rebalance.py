@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -50,7 +51,10 @@ async def _member(m: httpx.AsyncClient, union_id: str, i: int, today: date) -> s
         "shares": 1,
         "starts_on": (today - timedelta(days=90)).isoformat(),
         # Cover from before today is a paper enrolment, recorded by a supervisor.
-        "paper": {"receipt_reference": f"E2E-{i}", "paid_on": (today - timedelta(days=90)).isoformat()},
+        "paper": {
+            "receipt_reference": f"E2E-{uuid.uuid4().hex[:12]}",
+            "paid_on": (today - timedelta(days=90)).isoformat(),
+        },
     }
     r = await m.post(f"/v1/members/{member_id}/enrollments", json=enrol, headers=SUPERVISOR)
     assert r.status_code == 201, r.text

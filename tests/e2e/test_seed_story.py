@@ -4,6 +4,7 @@ observed through HTTP and a plain Kafka consumer."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -78,7 +79,7 @@ async def test_injury_opens_both_claims_one_is_documented_approved_and_paid(
                 "starts_on": (today - timedelta(days=60)).isoformat(),
                 # Cover from before today is a paper enrolment, recorded by a supervisor.
                 "paper": {
-                    "receipt_reference": "E2E-0001",
+                    "receipt_reference": f"E2E-{uuid.uuid4().hex[:12]}",
                     "paid_on": (today - timedelta(days=60)).isoformat(),
                 },
             },

@@ -174,7 +174,7 @@ async def test_subscriber_prints_each_filed_claim_once_across_a_restart(
                 "starts_on": (today - timedelta(days=60)).isoformat(),
                 # Cover from before today is a paper enrolment, recorded by a supervisor.
                 "paper": {
-                    "receipt_reference": "E2E-0001",
+                    "receipt_reference": f"E2E-{uuid.uuid4().hex[:12]}",
                     "paid_on": (today - timedelta(days=60)).isoformat(),
                 },
             },

@@ -134,7 +134,10 @@ ENVELOPE_FIELDS = {
 def on_paper(body: dict[str, Any]) -> dict[str, Any]:
     """An enrolment body as a paper enrolment paid on its start day: how a test records cover
     that starts before the service's today (only a supervisor may send it, see SUPERVISOR)."""
-    return {**body, "paper": {"receipt_reference": f"R-{body['starts_on']}", "paid_on": body["starts_on"]}}
+    return {
+        **body,
+        "paper": {"receipt_reference": f"R-{uuid.uuid4().hex[:12]}", "paid_on": body["starts_on"]},
+    }
 
 
 #: ``create(..., **BY_SUPERVISOR)``: the supervisor's token instead of staff's.

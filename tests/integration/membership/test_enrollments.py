@@ -224,3 +224,40 @@ async def test_cover_starts_no_earlier_than_the_recording_day_unless_a_superviso
         "2016-08-10",
     )
     assert "JG-2016-000417" not in json.dumps(event)
+
+
+async def test_one_receipt_pays_for_one_enrolment_and_paid_today_is_not_late(
+    service: Service, tree: dict[str, str]
+) -> None:
+    first = await new_member(service, tree["grassroots"], card=True)
+    second = await new_member(service, tree["grassroots"], card=True)
+    receipt = f"JG-{uuid.uuid4().hex[:10]}"
+    body = {
+        "plan_code": "accident_injury",
+        "shares": 1,
+        "starts_on": "2016-06-01",
+        "paper": {"receipt_reference": receipt, "paid_on": "2016-06-01"},
+    }
+    ok = await post(service, f"/v1/members/{first['member_id']}/enrollments", body, SUPERVISOR)
+    assert ok.status_code == 201, ok.text
+    reused = assert_problem(
+        await post(service, f"/v1/members/{second['member_id']}/enrollments", body, SUPERVISOR),
+        409,
+        "paper.receipt_reference",
+    )
+    assert reused["code"] == "receipt_already_used"
+    # nothing half-written: the refused enrolment is neither listed nor published
+    path = f"/v1/members/{second['member_id']}/enrollments"
+    assert (await service.client.get(path, headers=STAFF)).json()["items"] == []
+    events = envelopes(await published(service), str(second["member_id"]))
+    assert [e for e in events if e["event_type"] == "PlanEnrolled"] == []
+
+    # paid at the counter and recorded the same day (the service's today, 2016-08-10): not late
+    same_day = {
+        "plan_code": "accident_injury",
+        "shares": 1,
+        "starts_on": "2016-08-10",
+        "paper": {"receipt_reference": f"JG-{uuid.uuid4().hex[:10]}", "paid_on": "2016-08-10"},
+    }
+    today = await post(service, path, same_day, SUPERVISOR)
+    assert today.status_code == 201 and today.json()["recorded_late"] is False, today.text

@@ -133,8 +133,9 @@ async def test_an_enrolment_is_saved_answered_and_cancelled_on_the_clocks_today(
 async def test_a_paper_enrolment_keeps_its_receipt_out_of_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
     kept: list[dict[str, object]] = []
 
-    async def record(conn: object, **row: object) -> None:
+    async def record(conn: object, **row: object) -> bool:
         kept.append(row)
+        return True  # the receipt was not used before
 
     monkeypatch.setattr(handlers, "record_paper_receipt", record)
     uow = FakeUnitOfWork()

@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_paper_receipts_member_id", "paper_receipts", ["member_id"])
-    op.create_index("ix_paper_receipts_receipt_reference", "paper_receipts", ["receipt_reference"])
+    op.create_index(
+        "ix_paper_receipts_receipt_reference", "paper_receipts", ["receipt_reference"], unique=True
+    )
 
 
 def downgrade() -> None:
