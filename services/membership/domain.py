@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -272,6 +273,15 @@ class PaperReceipt:
 
     reference: str
     paid_on: date
+
+    @property
+    def key(self) -> str:
+        """What makes two typings the same receipt: compatibility-normalised (full-width digits
+        and letters become ASCII), upper case, letters and digits only: ``jg-2016 000417``
+        and the same typed in full-width characters are the receipt ``JG2016000417``, which
+        pays for one enrolment."""
+        folded = unicodedata.normalize("NFKC", self.reference).upper()
+        return "".join(ch for ch in folded if ch.isalnum())
 
 
 @dataclass(frozen=True)
@@ -537,6 +547,12 @@ class Member(Aggregate[uuid.UUID]):
                 )
         else:
             _required_text(paper.reference, "paper.receipt_reference")
+            if not paper.key:
+                raise InvalidInput(
+                    "a receipt reference needs letters or digits",
+                    field="paper.receipt_reference",
+                    code="invalid_receipt_reference",
+                )
             _check_date(paper.paid_on, "paper.paid_on", today=today)
             if starts_on < paper.paid_on:
                 raise InvalidInput(

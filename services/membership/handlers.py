@@ -214,6 +214,7 @@ async def enroll(
             enrollment_id=enrollment.enrollment_id,
             member_id=member.id,
             receipt_reference=paper.reference,
+            receipt_key=paper.key,
             paid_on=paper.paid_on,
             recorded_on=today,
             recorded_by=recorded_by,

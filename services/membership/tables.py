@@ -219,8 +219,9 @@ paper_receipts = sa.Table(
     metadata,
     sa.Column("enrollment_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
-    #: One receipt pays for one enrolment: a second enrolment on the same receipt is refused.
-    sa.Column("receipt_reference", sa.Text, nullable=False, index=True, unique=True),
+    sa.Column("receipt_reference", sa.Text, nullable=False),  # as the supervisor typed it
+    #: One receipt pays for one enrolment: ``PaperReceipt.key``, the reference however typed.
+    sa.Column("receipt_key", sa.Text, nullable=False, index=True, unique=True),
     sa.Column("paid_on", sa.Date, nullable=False),
     sa.Column("recorded_on", sa.Date, nullable=False),
     #: The supervisor's token subject (who vouched for the receipt).

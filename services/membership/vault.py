@@ -210,6 +210,7 @@ async def record_paper_receipt(
     enrollment_id: uuid.UUID,
     member_id: uuid.UUID,
     receipt_reference: str,
+    receipt_key: str,
     paid_on: date,
     recorded_on: date,
     recorded_by: str,
@@ -225,11 +226,12 @@ async def record_paper_receipt(
             enrollment_id=enrollment_id,
             member_id=member_id,
             receipt_reference=receipt_reference,
+            receipt_key=receipt_key,
             paid_on=paid_on,
             recorded_on=recorded_on,
             recorded_by=recorded_by,
         )
-        .on_conflict_do_nothing(index_elements=[paper_receipts.c.receipt_reference])
+        .on_conflict_do_nothing(index_elements=[paper_receipts.c.receipt_key])
         .returning(paper_receipts.c.enrollment_id)
     )
     return stored.first() is not None

@@ -211,6 +211,7 @@ async def member_detail(
                     enrollments.c.cancelled_on,
                     paper_receipts.c.paid_on,
                     paper_receipts.c.receipt_reference,
+                    paper_receipts.c.recorded_on.label("receipt_recorded_on"),
                 )
                 .select_from(
                     enrollments.outerjoin(plans, plans.c.code == enrollments.c.plan_code).outerjoin(
@@ -228,7 +229,11 @@ async def member_detail(
 
 def _enrollment_row(mapping: Any, *, with_receipts: bool) -> JSON:
     out = _row(mapping)
-    out["recorded_late"] = out["paid_on"] is not None
+    # As on the event: paid on an earlier day than it was recorded (a paper enrolment paid and
+    # recorded the same day is not late).
+    del out["receipt_recorded_on"]
+    paid_on, recorded_on = mapping["paid_on"], mapping["receipt_recorded_on"]
+    out["recorded_late"] = paid_on is not None and paid_on < recorded_on
     if not with_receipts:
         del out["receipt_reference"]
     return out

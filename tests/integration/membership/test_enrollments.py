@@ -246,6 +246,9 @@ async def test_one_receipt_pays_for_one_enrolment_and_paid_today_is_not_late(
         "paper.receipt_reference",
     )
     assert reused["code"] == "receipt_already_used"
+    retyped = {**body, "paper": {**body["paper"], "receipt_reference": f" {receipt.lower()} "}}
+    again = await post(service, f"/v1/members/{second['member_id']}/enrollments", retyped, SUPERVISOR)
+    assert assert_problem(again, 409, "paper.receipt_reference")["code"] == "receipt_already_used"
     # nothing half-written: the refused enrolment is neither listed nor published
     path = f"/v1/members/{second['member_id']}/enrollments"
     assert (await service.client.get(path, headers=STAFF)).json()["items"] == []
@@ -261,3 +264,5 @@ async def test_one_receipt_pays_for_one_enrolment_and_paid_today_is_not_late(
     }
     today = await post(service, path, same_day, SUPERVISOR)
     assert today.status_code == 201 and today.json()["recorded_late"] is False, today.text
+    listed = (await service.client.get(path, headers=STAFF)).json()["items"]
+    assert [(e["paid_on"], e["recorded_late"]) for e in listed] == [("2016-08-10", False)]

@@ -647,6 +647,12 @@ def test_a_paper_enrolment_is_paid_by_today_and_names_its_receipt() -> None:
         enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(date(1899, 12, 31)))
     with expect(InvalidInput, "paper.receipt_reference"):
         enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(TODAY, reference="   "))
+    with expect(InvalidInput, "paper.receipt_reference", "invalid_receipt_reference"):
+        enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(TODAY, reference="-/-"))
+    # late only when paid on an earlier day than it is recorded
+    assert enroll(member(), starts_on=TODAY, today=TODAY, paper=paper(TODAY)).recorded_late is False
+    yesterday = TODAY - timedelta(days=1)
+    assert enroll(member(), starts_on=yesterday, today=TODAY, paper=paper(yesterday)).recorded_late is True
     # Paper does not lift the other bounds: not before the member joined.
     with expect(InvalidInput, "starts_on"):
         enroll(member(joined_on=TODAY), starts_on=TODAY - timedelta(days=5), today=TODAY, paper=paper(TODAY))
@@ -766,3 +772,14 @@ def test_only_staff_and_supervisors_read_health_details_and_every_refusal_has_a_
         for exists in (True, False):
             reason = domain.health_details_refusal(role=role, report_exists=exists)
             assert reason == f"role {role} may not read injury details"
+
+
+def test_a_receipt_is_the_same_receipt_however_it_is_typed() -> None:
+    from services.membership.domain import PaperReceipt
+
+    paid = date(2016, 7, 1)
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "JG-2016-000417")  # as an IME types it
+    typings = ["JG-2016-000417", " jg 2016 000417 ", full_width, "jg_2016/000417"]
+    assert {PaperReceipt(t, paid).key for t in typings} == {"JG2016000417"}
+    assert PaperReceipt("JG-2016-000418", paid).key != PaperReceipt("JG-2016-000417", paid).key
+    assert PaperReceipt(" - / ", paid).key == ""  # refused by enroll: nothing to tell receipts apart

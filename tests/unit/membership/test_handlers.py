@@ -161,6 +161,7 @@ async def test_a_paper_enrolment_keeps_its_receipt_out_of_the_event(monkeypatch:
             "enrollment_id": enrollment.enrollment_id,
             "member_id": member.id,
             "receipt_reference": "JG-2016-000417",
+            "receipt_key": "JG2016000417",
             "paid_on": paid,
             "recorded_on": TODAY,
             "recorded_by": "supervisor-1",

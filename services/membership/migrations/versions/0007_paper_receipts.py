@@ -21,18 +21,17 @@ def upgrade() -> None:
         sa.Column("enrollment_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("member_id", UUID(as_uuid=True), nullable=False),
         sa.Column("receipt_reference", sa.Text, nullable=False),
+        sa.Column("receipt_key", sa.Text, nullable=False),
         sa.Column("paid_on", sa.Date, nullable=False),
         sa.Column("recorded_on", sa.Date, nullable=False),
         sa.Column("recorded_by", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_paper_receipts_member_id", "paper_receipts", ["member_id"])
-    op.create_index(
-        "ix_paper_receipts_receipt_reference", "paper_receipts", ["receipt_reference"], unique=True
-    )
+    op.create_index("ix_paper_receipts_receipt_key", "paper_receipts", ["receipt_key"], unique=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_paper_receipts_receipt_reference", table_name="paper_receipts")
+    op.drop_index("ix_paper_receipts_receipt_key", table_name="paper_receipts")
     op.drop_index("ix_paper_receipts_member_id", table_name="paper_receipts")
     op.drop_table("paper_receipts")
