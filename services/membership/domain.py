@@ -302,6 +302,15 @@ class Enrollment:
     def active(self) -> bool:
         return self.cancelled_on is None
 
+    @property
+    def void(self) -> bool:
+        """A paper enrolment cancelled from its first day: it never covered a day, so its receipt
+        may pay for the corrected enrolment (cancelled any later, it did cover days, and a second
+        enrolment on the same receipt would pay twice for them)."""
+        return (
+            self.paid_on is not None and self.cancelled_on is not None and self.cancelled_on <= self.starts_on
+        )
+
     def overlaps(self, starts_on: date, ends_on: date) -> bool:
         return self.starts_on <= ends_on and starts_on <= self.ends_on
 

@@ -29,7 +29,7 @@ from services.membership.schemas import (
     TransferIn,
     UnionIn,
 )
-from services.membership.vault import InjuryDetails, Vault, record_paper_receipt
+from services.membership.vault import InjuryDetails, Vault, record_paper_receipt, release_paper_receipt
 from shared.aggregate import Conflict, InvalidInput
 from shared.clock import Clock
 from shared.contracts import claims as claims_contract
@@ -245,6 +245,8 @@ async def cancel_enrollment(
         reason=command.reason or "cancelled",
     )
     await uow.save(member)
+    if enrollment.void:  # a paper enrolment voided: its receipt may pay for the corrected one
+        await release_paper_receipt(uow.conn, enrollment_id, today)
     return enrollment
 
 

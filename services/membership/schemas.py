@@ -110,15 +110,17 @@ class PlanIn(Plan):
     name: Text
     price_levels: Annotated[list[Money], items(20)] = Field(default_factory=list)
     genders: Annotated[list[Gender], items(2)] | None = None
-    term_months: int = Field(default=12, ge=1, le=60)
-    min_age: int | None = Field(default=None, ge=0, le=150)
-    max_age: int | None = Field(default=None, ge=0, le=150)
-    waiting_days: int = Field(default=0, ge=0, le=3660)
-    reduced_benefit_until_days: int = Field(default=0, ge=0, le=3660)
+    # Strict: a JSON ``true`` is not the number 1 (it was stored as a one-month reporting limit).
+    term_months: StrictInt = Field(default=12, ge=1, le=60)
+    min_age: StrictInt | None = Field(default=None, ge=0, le=150)
+    max_age: StrictInt | None = Field(default=None, ge=0, le=150)
+    waiting_days: StrictInt = Field(default=0, ge=0, le=3660)
+    reduced_benefit_until_days: StrictInt = Field(default=0, ge=0, le=3660)
     reduced_benefit_amount: Money | None = None
     benefit_per_share: Money | None = None
     max_benefit: Money | None = None
-    reporting_limit_months: int = Field(default=24, ge=1, le=120)
+    active: StrictBool = True
+    reporting_limit_months: StrictInt = Field(default=24, ge=1, le=120)
 
 
 class UnionCreated(BaseModel):

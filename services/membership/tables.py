@@ -221,7 +221,10 @@ paper_receipts = sa.Table(
     sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
     sa.Column("receipt_reference", sa.Text, nullable=False),  # as the supervisor typed it
     #: One receipt pays for one enrolment: ``PaperReceipt.key``, the reference however typed.
-    sa.Column("receipt_key", sa.Text, nullable=False, index=True, unique=True),
+    #: NULL once released: the enrolment was cancelled from its first day, so it never covered
+    #: a day and the receipt may pay for the corrected one.
+    sa.Column("receipt_key", sa.Text, nullable=True, index=True, unique=True),
+    sa.Column("released_on", sa.Date, nullable=True),
     sa.Column("paid_on", sa.Date, nullable=False),
     sa.Column("recorded_on", sa.Date, nullable=False),
     #: The supervisor's token subject (who vouched for the receipt).

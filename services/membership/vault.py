@@ -204,6 +204,16 @@ class Vault:
         )
 
 
+async def release_paper_receipt(conn: AsyncConnection, enrollment_id: uuid.UUID, released_on: date) -> None:
+    """Free a receipt whose enrolment was cancelled from its first day (it never covered a day):
+    the row stays, for the record, but no longer holds the receipt's key."""
+    await conn.execute(
+        sa.update(paper_receipts)
+        .where(paper_receipts.c.enrollment_id == enrollment_id)
+        .values(receipt_key=None, released_on=released_on)
+    )
+
+
 async def record_paper_receipt(
     conn: AsyncConnection,
     *,
