@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -44,11 +44,20 @@ def claim_id_for(report_id: uuid.UUID, plan_code: str, enrollment_id: uuid.UUID 
 # --- coverage facts (what the local read model knows about a member) --------------------------
 
 
+def _after(version: int | None, known_at: int) -> bool:
+    """A fact at ``version`` of the member's stream came after ``known_at`` (None: a fact applied
+    before versions were kept, taken as known)."""
+    return version is not None and version > known_at
+
+
 @dataclass(frozen=True)
 class CardSpell:
     card_last4: str
     issued_on: date
     cancelled_on: date | None = None
+    #: Member-stream versions of the issue and the cancellation (None: not kept then).
+    issued_version: int | None = None
+    cancelled_version: int | None = None
 
     def active_on(self, day: date) -> bool:
         return self.issued_on <= day and (self.cancelled_on is None or day < self.cancelled_on)
@@ -64,8 +73,10 @@ class EnrollmentFact:
     cancelled_on: date | None = None
     #: The day membership recorded it (None: unknown, events written before it was carried).
     recorded_on: date | None = None
-    #: Its version in the member's stream (None: applied before this was kept).
+    #: Its version in the member's stream (None: applied before this was kept), and that of
+    #: its cancellation.
     recorded_version: int | None = None
+    cancelled_version: int | None = None
 
     def recorded_after(self, injury: Injury) -> bool:
         """Recorded after the report was made: it never covers that injury (no backdating).
@@ -77,8 +88,7 @@ class EnrollmentFact:
         still judge what carries no versions."""
         if injury.reported_on is None:  # a "what if" of the entitlements view: no report
             return False
-        versions = (injury.member_version, self.recorded_version)
-        if versions[0] is not None and versions[1] is not None and versions[1] > versions[0]:
+        if injury.member_version is not None and _after(self.recorded_version, injury.member_version):
             return True
         return self.recorded_on is not None and injury.reported_on < self.recorded_on
 
@@ -94,6 +104,31 @@ class MemberCoverage:
     left_on: date | None = None
     cards: tuple[CardSpell, ...] = ()
     enrollments: tuple[EnrollmentFact, ...] = ()
+    left_version: int | None = None
+
+    def as_known_at(self, version: int) -> MemberCoverage:
+        """The coverage as the member's stream held it at ``version``: what a report made then
+        is decided on, whenever claims gets to decide it. A leave, a card or a cancellation
+        recorded later (however it is dated) is not part of it; enrolments recorded later stay,
+        so that ``entitlements`` can name them ``enrolled_after_report``, and never cover."""
+        return replace(
+            self,
+            left_on=None if _after(self.left_version, version) else self.left_on,
+            left_version=None if _after(self.left_version, version) else self.left_version,
+            cards=tuple(
+                replace(c, cancelled_on=None, cancelled_version=None)
+                if _after(c.cancelled_version, version)
+                else c
+                for c in self.cards
+                if not _after(c.issued_version, version)
+            ),
+            enrollments=tuple(
+                replace(e, cancelled_on=None, cancelled_version=None)
+                if _after(e.cancelled_version, version)
+                else e
+                for e in self.enrollments
+            ),
+        )
 
     def in_service_on(self, day: date) -> bool:
         # The day of leaving is still a day of membership (membership's rule, one for both).
@@ -207,6 +242,8 @@ def entitlements(injury: Injury, coverage: MemberCoverage | None, plans: dict[st
     day = injury.occurred_on
     if coverage is None:
         return EntitlementCheck((), ("member_unknown: no membership record for this member",))
+    if injury.member_version is not None:
+        coverage = coverage.as_known_at(injury.member_version)
     if day < coverage.joined_on:
         return EntitlementCheck((), (f"not_a_member_on_date: not an in-service member on {day}",))
 

@@ -174,14 +174,14 @@ async def _member_joined(conn: AsyncConnection, e: m.MemberJoined, version: int)
 
 @coverage_projectors.on(m.MemberLeft)
 async def _member_left(conn: AsyncConnection, e: m.MemberLeft, version: int) -> None:
-    await _member(conn, e.member_id, left_on=e.left_on)
+    await _member(conn, e.member_id, left_on=e.left_on, left_version=version)
 
 
 @coverage_projectors.on(m.CardIssued)
 async def _card_issued(conn: AsyncConnection, e: m.CardIssued, version: int) -> None:
     await conn.execute(
         sa.insert(t.coverage_cards).values(
-            member_id=e.member_id, card_last4=e.card_last4, issued_on=e.issued_on
+            member_id=e.member_id, card_last4=e.card_last4, issued_on=e.issued_on, issued_version=version
         )
     )
 
@@ -202,7 +202,7 @@ async def _card_cancelled(conn: AsyncConnection, e: m.CardCancelled, version: in
     await conn.execute(
         sa.update(t.coverage_cards)
         .where(t.coverage_cards.c.id == open_card)
-        .values(cancelled_on=e.cancelled_on)
+        .values(cancelled_on=e.cancelled_on, cancelled_version=version)
     )
 
 
@@ -229,7 +229,7 @@ async def _enrollment_cancelled(conn: AsyncConnection, e: m.EnrollmentCancelled,
     await conn.execute(
         sa.update(t.coverage_enrollments)
         .where(t.coverage_enrollments.c.enrollment_id == e.enrollment_id)
-        .values(cancelled_on=e.cancelled_on)
+        .values(cancelled_on=e.cancelled_on, cancelled_version=version)
     )
 
 
@@ -292,7 +292,17 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
         member_id=member_id,
         joined_on=member["joined_on"],
         left_on=member["left_on"],
-        cards=tuple(CardSpell(c["card_last4"], c["issued_on"], c["cancelled_on"]) for c in cards),
+        left_version=member["left_version"],
+        cards=tuple(
+            CardSpell(
+                c["card_last4"],
+                c["issued_on"],
+                c["cancelled_on"],
+                c["issued_version"],
+                c["cancelled_version"],
+            )
+            for c in cards
+        ),
         enrollments=tuple(
             EnrollmentFact(
                 e["enrollment_id"],
@@ -303,6 +313,7 @@ async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCo
                 e["cancelled_on"],
                 e["recorded_on"],
                 e["recorded_version"],
+                e["cancelled_version"],
             )
             for e in enrollments
         ),

@@ -25,6 +25,9 @@ coverage_members = sa.Table(
     sa.Column("member_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("joined_on", sa.Date, nullable=True),
     sa.Column("left_on", sa.Date, nullable=True),
+    #: Member-stream versions of the facts (here and below): a report is decided on what the
+    #: member's stream held at its ``member_version`` (None: applied before they were kept).
+    sa.Column("left_version", sa.Integer, nullable=True),
     #: Highest Member-stream version applied: an injury report names the version it needs.
     sa.Column("seen_version", sa.Integer, nullable=False, server_default="0"),
 )
@@ -37,6 +40,8 @@ coverage_cards = sa.Table(
     sa.Column("card_last4", sa.Text, nullable=False),
     sa.Column("issued_on", sa.Date, nullable=False),
     sa.Column("cancelled_on", sa.Date, nullable=True),
+    sa.Column("issued_version", sa.Integer, nullable=True),
+    sa.Column("cancelled_version", sa.Integer, nullable=True),
 )
 
 coverage_enrollments = sa.Table(
@@ -54,6 +59,7 @@ coverage_enrollments = sa.Table(
     #: Its version in the member's stream: later than a report's ``member_version``, it was
     #: recorded after that report (None: applied before this column existed).
     sa.Column("recorded_version", sa.Integer, nullable=True),
+    sa.Column("cancelled_version", sa.Integer, nullable=True),
 )
 
 #: Injury reports that arrived before the member events they depend on.

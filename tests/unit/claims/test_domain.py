@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -411,3 +412,38 @@ def test_the_member_stream_version_tells_a_same_day_enrolment_after_the_report_f
     assert plans_of(domain.entitlements(injury(), coverage(card=False, enrollments=(after,)), PLANS)) == [
         ACCIDENT_PLAN
     ]
+
+
+def test_a_report_is_decided_on_the_member_stream_as_it_was_at_its_member_version() -> None:
+    """Facts recorded after the report (at a later version), however they are dated, change
+    nothing: a backdated leave, a backdated card, a backdated cancellation."""
+    held = accident(recorded_version=2)
+    at_report = MemberCoverage(
+        MEMBER,
+        date(2010, 1, 1),
+        cards=(CardSpell("1234", date(2015, 3, 1), issued_version=1),),
+        enrollments=(held,),
+    )
+    reported = injury(reported_on=date(2016, 8, 3), member_version=2)
+    assert plans_of(domain.entitlements(reported, at_report, PLANS)) == [ACCIDENT_PLAN, CARD_PLAN]
+    later = MemberCoverage(
+        MEMBER,
+        date(2010, 1, 1),
+        left_on=date(2016, 7, 15),
+        left_version=5,
+        cards=(
+            CardSpell("1234", date(2015, 3, 1), date(2016, 7, 1), issued_version=1, cancelled_version=3),
+            CardSpell("9999", date(2016, 7, 1), issued_version=4),
+        ),
+        enrollments=(replace(held, cancelled_on=date(2016, 7, 20), cancelled_version=6),),
+    )
+    assert plans_of(domain.entitlements(reported, later, PLANS)) == [ACCIDENT_PLAN, CARD_PLAN]
+    # the same facts recorded before the report do count
+    before = injury(reported_on=date(2016, 8, 3), member_version=6)
+    assert plans_of(domain.entitlements(before, later, PLANS)) == []
+    # a card recorded after the report, backdated before the injury, opens nothing
+    no_card = MemberCoverage(
+        MEMBER, date(2010, 1, 1), cards=(CardSpell("9999", date(2016, 7, 1), issued_version=3),)
+    )
+    check = domain.entitlements(injury(reported_on=date(2016, 8, 3), member_version=2), no_card, PLANS)
+    assert check.entitlements == () and any(r.startswith("no_active_card") for r in check.reasons)
