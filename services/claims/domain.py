@@ -85,12 +85,14 @@ class EnrollmentFact:
         later version came after it, even on the same day; the dates alone cannot tell a
         same-day enrolment recorded after the report from one recorded before it, and whether
         this service had applied it yet would decide (the race the review found). The dates
-        still judge what carries no versions."""
-        if injury.reported_on is None:  # a "what if" of the entitlements view: no report
+        still judge what carries no versions. Judged against the injury's *first* report:
+        reporting it again after an enrolment was recorded does not make it cover the injury."""
+        known_on, known_at = injury.known_on, injury.known_at_version
+        if known_on is None:  # a "what if" of the entitlements view: no report
             return False
-        if injury.member_version is not None and _after(self.recorded_version, injury.member_version):
+        if known_at is not None and _after(self.recorded_version, known_at):
             return True
-        return self.recorded_on is not None and injury.reported_on < self.recorded_on
+        return self.recorded_on is not None and known_on < self.recorded_on
 
     def covers(self, day: date) -> bool:
         in_period = self.starts_on <= day <= self.ends_on
@@ -152,6 +154,19 @@ class Injury:
     reported_on: date | None = None
     #: The member-stream version the report was made against (None: a "what if").
     member_version: int | None = None
+    #: The first report of this same injury, when it was reported before (see InjuryReported).
+    first_reported_on: date | None = None
+    first_member_version: int | None = None
+
+    @property
+    def known_on(self) -> date | None:
+        """The day the injury was first reported: enrolments recorded after it never cover it."""
+        return self.first_reported_on or self.reported_on
+
+    @property
+    def known_at_version(self) -> int | None:
+        """The member-stream version at its first report (see ``known_on``)."""
+        return self.first_member_version or self.member_version
 
 
 def add_months(day: date, months: int) -> date:

@@ -268,6 +268,8 @@ def _injury(e: m.InjuryReported) -> domain.Injury:
         e.severity,
         reported_on=e.reported_on,
         member_version=e.member_version,
+        first_reported_on=e.first_reported_on,
+        first_member_version=e.first_member_version,
     )
 
 

@@ -691,6 +691,16 @@ class Member(Aggregate[uuid.UUID]):
 # --- Injury report ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FirstReport:
+    """When the same injury (member, day it happened) was first reported, and at which version of
+    the member's stream: reporting it again must not reopen what the first report could not
+    claim (an enrolment recorded in between never covers it)."""
+
+    reported_on: date
+    member_version: int
+
+
 class InjuryReport(Aggregate[uuid.UUID]):
     """A member (or staff for them) reports an injury; the claims service opens every claim the
     member is entitled to. Health details (description, diagnosis, hospital) never enter the
@@ -715,8 +725,10 @@ class InjuryReport(Aggregate[uuid.UUID]):
         traffic_accident: bool = False,
         severity: InjurySeverity = InjurySeverity.INJURY,
         plan_versions: dict[str, int] | None = None,
+        first_report: FirstReport | None = None,
     ) -> None:
-        """``plan_versions``: how far each edited plan had been edited (see the event)."""
+        """``plan_versions``: how far each edited plan had been edited (see the event);
+        ``first_report``: the first report of this same injury, if it was reported before."""
         if self.exists:
             raise Conflict(f"injury report {self.id} already exists", code="report_exists")
         _check_date(
@@ -747,6 +759,8 @@ class InjuryReport(Aggregate[uuid.UUID]):
                 traffic_accident=traffic_accident,
                 severity=severity,
                 plan_versions=dict(plan_versions or {}),
+                first_reported_on=first_report.reported_on if first_report else None,
+                first_member_version=first_report.member_version if first_report else None,
             )
         )
 

@@ -266,6 +266,7 @@ async def report_injury(
         severity=command.severity,
         today=clock(),
         plan_versions=await views.plan_versions(uow.conn),
+        first_report=await views.first_report_of(uow.conn, member.id, command.occurred_on),
     )
     details = InjuryDetails(command.description, command.diagnosis, command.hospital)
     await vault.record_injury_details(uow.conn, str(report.id), str(member.id), details)

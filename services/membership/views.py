@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.membership.domain import (
     HEALTH_READER_ROLES,
     Enrollment,
+    FirstReport,
     InjuryReport,
     Member,
     Union,
@@ -304,6 +305,21 @@ async def member_injury_reports(conn: AsyncConnection, member_id: uuid.UUID) -> 
 #: The audit trail's names for a report's health details and for reading them.
 INJURY_DETAILS_RESOURCE = "injury_details"
 READ_INJURY_DETAILS = "read_injury_details"
+
+
+async def first_report_of(
+    conn: AsyncConnection, member_id: uuid.UUID, occurred_on: date
+) -> FirstReport | None:
+    """The first report of the member's injury on ``occurred_on``, if it was reported before."""
+    row = (
+        await conn.execute(
+            sa.select(injury_reports.c.reported_on, injury_reports.c.member_version)
+            .where(injury_reports.c.member_id == member_id, injury_reports.c.occurred_on == occurred_on)
+            .order_by(injury_reports.c.member_version, injury_reports.c.reported_at)
+            .limit(1)
+        )
+    ).first()
+    return FirstReport(row.reported_on, row.member_version) if row is not None else None
 
 
 async def injury_report_detail(

@@ -139,6 +139,11 @@ class InjuryReported(DomainEvent):
     version of its ``PlanDefined`` events; plans never edited are absent): a consumer that has not
     applied those versions of those plans does not yet know the plans the member may be enrolled
     in, and must wait. Empty (events written before it existed): no wait.
+
+    ``first_reported_on`` / ``first_member_version``: the same injury (this member, this
+    ``occurred_on``) was reported before, first on that day at that member version. An enrolment
+    recorded after the *first* report never covers the injury, however often it is reported
+    again (None: the first report of it, or an event written before these fields existed).
     """
 
     report_id: uuid.UUID
@@ -150,6 +155,8 @@ class InjuryReported(DomainEvent):
     traffic_accident: bool = False
     severity: InjurySeverity = InjurySeverity.INJURY
     plan_versions: dict[str, int] = Field(default_factory=dict)
+    first_reported_on: date | None = None
+    first_member_version: int | None = Field(default=None, ge=1)
 
 
 class PlanDefined(DomainEvent):

@@ -1,7 +1,7 @@
 """Adversarial review of issue 17 on the real broker: orderings and re-reports against the
 backdating rule ("judged by the member-stream version the report names").
 
-Tests marked DEFECT fail on review17 (from main bf1e302); the others are passing regression
+Tests marked as defects failed on review17 (from main bf1e302) and are fixed; the others are regression
 guards for attacks the code withstood.
 """
 
@@ -37,6 +37,7 @@ def _report(
     occurred_on: date = AUG_2,
     reported_on: date = AUG_3,
     plan_versions: dict[str, int] | None = None,
+    first: m.InjuryReported | None = None,
 ) -> EventEnvelope:
     """A report made now: its member_version is what the feed has sent for the member so far."""
     report = uuid.uuid4()
@@ -51,6 +52,9 @@ def _report(
             reported_on=reported_on,
             member_version=c.feed.versions[str(member)],
             plan_versions=plan_versions or {},
+            # as membership names the first report of the same injury
+            first_reported_on=first.reported_on if first else None,
+            first_member_version=first.member_version if first else None,
         ),
     )
 
@@ -166,10 +170,11 @@ async def _plan_known(c: ClaimsUnderTest, code: str) -> bool:
 
 
 @pytest.mark.parametrize("kind", sorted(LATE_FACTS))
-async def test_defect_a_parked_report_is_judged_by_facts_recorded_after_it(
+async def test_a_parked_report_is_judged_on_the_facts_it_was_made_against(
     claims: ClaimsUnderTest, kind: str
 ) -> None:
-    """DEFECT (fails): the same story gives two answers depending on whether the report's plan
+    """Was a DEFECT (fixed: MemberCoverage.as_known_at): the same story gave two answers
+    depending on whether the report's plan
     edit reached claims before or after a member fact recorded after the report.
 
     - leave_backdated: decided at once, the card claim is filed (the member had not left when
@@ -211,16 +216,15 @@ def _paper_enrolment(c: ClaimsUnderTest, member: uuid.UUID, recorded_on: date) -
     )
 
 
-async def test_defect_reporting_the_same_injury_again_after_the_paper_enrolment_opens_the_claim(
+async def test_reporting_the_same_injury_again_after_the_paper_enrolment_opens_no_claim(
     claims: ClaimsUnderTest,
 ) -> None:
-    """DEFECT (fails): issue 17 says a paper enrolment "never covers an injury whose report was
-    made before the enrolment was recorded". Injury 08-02, reported 08-03 (no cover: decided
-    no_enrollment); a supervisor then records a paper enrolment paid 07-01 (on 08-05); the same
-    injury (same member, same occurred_on) reported again on 08-06 opens the accident claim,
-    because the rule is keyed on the report, not on the injury. Membership accepts the second
-    report (no duplicate check), so the backdating hole reopens by reporting twice. Claims knows
-    the first report (its decision names the member and the incident date) and can refuse it."""
+    """Was a DEFECT, fixed: membership names the first report of the same injury in the event
+    and claims judges enrolments against it (membership's side: test_injury_reports.py).
+    Issue 17: a paper enrolment "never covers an injury whose report was made before the
+    enrolment was recorded". Injury 08-02, reported 08-03 (no_enrollment); a paper enrolment
+    paid 07-01 is recorded on 08-05; the same injury reported again on 08-06 opened the
+    accident claim, the rule being keyed on the report, not on the injury."""
     f, member = claims.feed, uuid.uuid4()
     await f.send(f.joined(member))
     first = _report(claims, member)
@@ -229,7 +233,7 @@ async def test_defect_reporting_the_same_injury_again_after_the_paper_enrolment_
     assert any(r.startswith("no_enrollment: no accident_injury") for r in refused["reasons"]), refused
 
     await f.send(_paper_enrolment(claims, member, recorded_on=date(2016, 8, 5)))
-    again = _report(claims, member, reported_on=date(2016, 8, 6))
+    again = _report(claims, member, reported_on=date(2016, 8, 6), first=m.InjuryReported(**first.data))
     await f.send(again)
     found = await _decided(claims, again.aggregate_id)
     assert found["claims"] == [], f"the re-report opened {_opened(found)}"

@@ -1,6 +1,6 @@
 """Adversarial review of issue 17 at the counter (membership on its real database and broker).
 
-Every test here is an attack. Those marked DEFECT fail on the branch this was written on
+Every test here is an attack. Those marked as defects failed on the branch this was written on (now fixed)
 (review17, from main bf1e302) and say why; the others are regression guards for attacks the
 code withstood, and pass.
 """
@@ -164,10 +164,10 @@ def _paper(starts_on: str, receipt: str, paid_on: str | None = None) -> dict[str
     }
 
 
-async def test_defect_a_paper_enrolment_paid_on_the_recording_day_is_listed_as_recorded_late(
+async def test_was_defect_a_paper_enrolment_paid_on_the_recording_day_is_listed_as_recorded_late(
     service: Service, tree: dict[str, str]
 ) -> None:
-    """DEFECT (fails): paid at the counter and recorded the same day is *not* recorded late (the
+    """Fixed after the review. Paid at the counter and recorded the same day is *not* late (the
     command's answer and the PlanEnrolled event say ``recorded_late: false``, bf1e302), but
     GET /members/{id}/enrollments and GET /members/{id} derive it from "has a receipt row"
     (views._enrollment_row: ``paid_on is not None``) and answer ``true``. The counter screen
@@ -224,10 +224,10 @@ async def test_passing_concurrent_paper_enrolments_on_one_receipt_record_exactly
     assert stored == 1
 
 
-async def test_defect_one_receipt_typed_in_another_case_or_spacing_pays_for_a_second_enrolment(
+async def test_was_defect_one_receipt_typed_in_another_case_or_spacing_pays_for_a_second_enrolment(
     service: Service, tree: dict[str, str]
 ) -> None:
-    """DEFECT (fails): "one receipt pays for one enrolment" is judged on the exact text typed,
+    """Fixed after the review. "one receipt pays for one enrolment" was judged on the text typed,
     so the same paper receipt typed ``jg-2016-000417`` or ``JG 2016 000417`` or with full-width
     characters (a Chinese IME) buys a second backdated enrolment. Receipt numbers are typed by
     hand from paper; the reference needs the same normalisation the other typed identifiers get
@@ -407,8 +407,8 @@ async def test_passing_hostile_phones_are_422_naming_phone(service: Service, tre
 # --- the plan's reporting limit -----------------------------------------------------------------
 
 
-async def test_defect_reporting_limit_months_true_is_taken_as_one_month(service: Service) -> None:
-    """DEFECT (fails): ``"reporting_limit_months": true`` (a wrong JSON type) is accepted and
+async def test_was_defect_reporting_limit_months_true_is_taken_as_one_month(service: Service) -> None:
+    """Fixed after the review. ``"reporting_limit_months": true`` (a wrong JSON type) was taken,
     stored as 1 (pydantic's lax int takes a bool), so one mistyped catalogue edit makes claims
     refuse every injury reported more than a month after it happened. ``shares`` already uses
     StrictInt for this reason; the plan's integer fields do not (term_months, waiting_days,

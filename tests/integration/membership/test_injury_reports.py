@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 
@@ -96,3 +97,36 @@ async def test_injury_report_keeps_health_data_private(service: Service, tree: d
 
 async def test_no_personal_data_on_kafka_in_events_or_logs(service: Service, tree: dict[str, str]) -> None:
     await assert_nothing_personal_left(service, tree["grassroots"])
+
+
+async def test_the_same_injury_reported_again_names_its_first_report(
+    service: Service, tree: dict[str, str]
+) -> None:
+    """So that an enrolment recorded between the two reports does not cover it (claims judges
+    enrolments against the first report; tests/integration/claims/test_backdating_adversarial17)."""
+    m = await new_member(service, tree["grassroots"], joined_on=date(2014, 5, 1), card=True)
+    path = f"/v1/members/{m['member_id']}/injury-reports"
+    body = {"occurred_on": "2016-08-01", "work_related": False, "description": "d", "diagnosis": "x"}
+    first = await post(service, path, body)
+    assert first.status_code == 202, first.text
+    # a fact in between moves the member's stream on: an enrolment recorded today
+    enrol = {"plan_code": "accident_injury", "shares": 1, "starts_on": "2016-08-10"}
+    enrolled = await post(service, f"/v1/members/{m['member_id']}/enrollments", enrol)
+    assert enrolled.status_code == 201, enrolled.text
+    again = await post(service, path, body)
+    other_day = await post(service, path, {**body, "occurred_on": "2016-08-02"})
+    assert again.status_code == 202 and other_day.status_code == 202
+    reported = {
+        d["report_id"]: d
+        for d in (json.loads(msg.value)["data"] for msg in await published(service))
+        if d.get("member_id") == m["member_id"] and "occurred_on" in d
+    }
+    original = reported[first.json()["report_id"]]
+    assert (original["first_reported_on"], original["first_member_version"]) == (None, None)
+    repeat = reported[again.json()["report_id"]]
+    assert (repeat["first_reported_on"], repeat["first_member_version"]) == (
+        "2016-08-10",
+        first.json()["member_version"],
+    )
+    assert repeat["member_version"] > first.json()["member_version"]
+    assert reported[other_day.json()["report_id"]]["first_reported_on"] is None

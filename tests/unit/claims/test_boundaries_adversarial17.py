@@ -145,7 +145,7 @@ def test_passing_national_id_trimming_and_lower_case_x(raw: str) -> None:
         lambda n: n[:17] + "\u0425",  # Cyrillic Ha looks like X
         lambda n: n[:6] + "\u0663" + n[7:],  # an Arabic-Indic digit
         lambda n: n[:6] + "\u00b9" + n[7:],  # superscript one: int() would take it, the regex must not
-        lambda n: n[:17] + "x\n",
+        lambda n: n[:9] + "\n" + n[9:],  # a newline inside (around it is trimmed, as spaces are)
         lambda n: n + "\u200b",
         lambda n: n[:9] + " " + n[9:],
     ],
