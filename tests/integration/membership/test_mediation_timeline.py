@@ -7,20 +7,26 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
+from services.mediation.app import create_app as create_mediation_app
+from services.mediation.settings import MediationSettings
 from services.membership.tables import mediation_cases, mediation_events
 from shared.contracts import mediation as md
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.eventstore import EventStore
 from shared.tables import inbox
+from tests.infra import Infra
 from tests.integration.membership.conftest import Service
 from tests.integration.membership.support import INTEGRATOR, STAFF, new_member, union_tree
 from tests.kafka_support import eventually
@@ -224,3 +230,105 @@ async def test_a_members_case_reaches_the_timeline_once_without_money_mediator_o
         )
         for secret in SECRETS:
             assert secret not in stored, secret
+
+
+@pytest.fixture
+async def mediation_app(service: Service, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    """The real mediation service, in-process on its own database, reading this module's
+    membership topic and publishing to the topic membership's mediation consumer reads."""
+    name = f"t_mediation_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = infra.admin_url.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    settings = MediationSettings(
+        MEDIATION_DATABASE_URL=f"{base}/{name}",
+        KAFKA_BOOTSTRAP_SERVERS=infra.kafka,
+        MEDIATION_TOPIC=service.settings.mediation_topic,
+        MEDIATION_MEMBERSHIP_TOPIC=service.topic,
+        consumer_group_prefix=f"test.{uuid.uuid4().hex[:12]}.",
+        relay_poll_interval=0.2,
+    )
+    app = create_mediation_app(settings, clock=lambda: date(2026, 9, 16))
+    transport = httpx.ASGITransport(app)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://mediation") as http,
+        ):
+            yield http
+    finally:
+        admin = await asyncpg.connect(infra.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def test_the_real_mediation_service_feeds_the_timeline_including_a_cancelled_session(
+    service: Service, mediation_app: httpx.AsyncClient
+) -> None:
+    tree = await union_tree(service, "-real-mediation")
+    mid = (await new_member(service, tree["grassroots"]))["member_id"]
+    body = {
+        "union_id": tree["street"],
+        "member_id": mid,
+        "employer": {"name": "顺义某物流有限公司"},
+        "category": "overtime",
+        "claim_text": "加班费未付",
+        "amount": "8600.00",
+        "learned_on": "2026-08-31",
+    }
+
+    async def received() -> dict[str, Any] | None:
+        # 409 union_not_known / member_not_known until membership's events reached mediation.
+        r = await mediation_app.post("/v1/cases", json=body, headers=STAFF)
+        assert r.status_code in (201, 409), r.text
+        answer: dict[str, Any] = r.json()
+        return answer if r.status_code == 201 else None
+
+    case = await eventually(received, timeout=60)
+    cid = case["case_id"]
+    slot = {
+        "starts_at": "2026-09-18T10:00:00+08:00",
+        "ends_at": "2026-09-18T12:00:00+08:00",
+        "mediator": "mediator-7",
+    }
+    booked = await mediation_app.post(f"/v1/cases/{cid}/sessions", json=slot, headers=STAFF)
+    assert booked.status_code == 201, booked.text
+    session = booked.json()["session_id"]
+    steps: list[tuple[str, dict[str, Any] | None]] = [
+        (f"/v1/cases/{cid}/sessions/{session}/cancel", {"reason": "雇主代理人出差"}),
+        (f"/v1/cases/{cid}/escalate", {"reason": "街道调解不成"}),
+        (f"/v1/cases/{cid}/agreement", {"terms": "分两期支付", "amount": "7000.00", "due_on": "2026-10-31"}),
+    ]
+    for path, payload in steps:
+        r = await mediation_app.post(path, json=payload, headers=STAFF)
+        assert r.status_code == 200, (path, r.text)
+
+    async def mediation_entries() -> list[dict[str, Any]] | None:
+        r = await service.client.get(f"/v1/members/{mid}/timeline", headers=STAFF)
+        entries = [t for t in r.json()["items"] if t["source"] == "mediation"]
+        return entries if "AgreementReached" in [e["event_type"] for e in entries] else None
+
+    entries = await eventually(mediation_entries, timeout=60)
+    assert [(e["event_type"], e["data"]["status"], e["data"]["tier"]) for e in entries] == [
+        ("CaseReceived", "open", "street"),
+        ("MediationSessionScheduled", "open", "street"),
+        ("SessionCancelled", "open", "street"),
+        ("CaseEscalated", "escalated", "district"),
+        ("AgreementReached", "agreed", "district"),
+    ]
+    assert entries[2]["data"]["session_id"] == session
+    answer = (await service.client.get(f"/v1/members/{mid}/timeline", headers=STAFF)).json()
+    [summary] = answer["mediation_cases"]
+    assert (summary["case_number"], summary["category"], summary["status"]) == (
+        case["case_number"],
+        "overtime",
+        "agreed",
+    )
+    text = json.dumps(answer, ensure_ascii=False)
+    for secret in (*SECRETS, "加班费", "雇主代理人出差", "街道调解不成", "分两期支付", "顺义某物流"):
+        assert secret not in text, secret
