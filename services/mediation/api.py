@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.mediation import handlers, views
 from services.mediation.handlers import Actor, Forbidden
 from services.mediation.schemas import (
+    CancelSession,
     Close,
     ConfigureStation,
     Escalate,
@@ -62,6 +63,14 @@ class SessionCreated(BaseModel):
     session_id: str
     room_id: str
     case_id: str
+
+
+class SessionCancelledAnswer(BaseModel):
+    session_id: str
+    room_id: str
+    case_id: str
+    status: str
+    version: int
 
 
 class CaseState(BaseModel):
@@ -205,6 +214,32 @@ async def schedule_session(
         return views.session_created(booked)
 
     return await _runtime(request).command(request, principal, work, status_code=201, body=body)
+
+
+@router.post(
+    "/cases/{case_id}/sessions/{session_id}/cancel", status_code=200, response_model=SessionCancelledAnswer
+)
+async def cancel_session(
+    request: Request,
+    case_id: uuid.UUID,
+    session_id: uuid.UUID,
+    principal: Writer,
+    body: CancelSession | None = None,
+) -> JSONResponse:
+    """Call off one scheduled session: ``SessionCancelled``, and the room's time is free again
+    (``RoomReleased``, cause ``session_cancelled``) for another session. Staff of the union
+    handling the case (or whose room it is); 409 ``session_cancelled`` the second time, 409
+    ``session_held`` once its minutes are recorded or its day is past; 404 for a session the case
+    does not have."""
+    command = body or CancelSession()
+
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
+        cancelled = await handlers.cancel_session(
+            uow, case_id, session_id, command, _clock(request), vault=_vault(request), actor=_actor(principal)
+        )
+        return views.session_cancelled(cancelled)
+
+    return await _runtime(request).command(request, principal, work, status_code=200, body=command)
 
 
 @router.post("/cases/{case_id}/sessions/{session_id}/minutes", status_code=201, response_model=CaseState)

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 
 from services.mediation import calendar, periods
-from shared.aggregate import Aggregate, Conflict, InvalidInput, applies
+from shared.aggregate import Aggregate, Conflict, InvalidInput, NotFound, applies
 from shared.contracts.mediation import (
     AgreementFulfilled,
     AgreementReached,
@@ -32,8 +32,10 @@ from shared.contracts.mediation import (
     MediationSessionScheduled,
     MinutesRecorded,
     Party,
+    ReleaseCause,
     RoomBooked,
     RoomReleased,
+    SessionCancelled,
     Tier,
 )
 
@@ -41,6 +43,16 @@ from shared.contracts.mediation import (
 NAMESPACE = uuid.UUID("5b0f3c2e-8a51-4f0e-9d7c-6f3e2a1b0c99")
 #: The longest session one booking may hold.
 MAX_SESSION = timedelta(hours=12)
+#: Business dates are Beijing dates (UTC+8 all year, no daylight saving): the domain needs the
+#: offset to tell the day of a session, and takes no clock.
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def beijing_day(moment: datetime) -> date:
+    """The Beijing date of an instant (a naive one is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(_BEIJING).date()
 
 
 class Status(StrEnum):
@@ -120,6 +132,10 @@ class Session:
     ends_at: datetime
     mediator: str
     minutes: bool = False
+    #: The room it was booked in (the handling union's at the time: an escalation moves the
+    #: case, not its booked sessions).
+    room_id: uuid.UUID | None = None
+    cancelled: bool = False
 
 
 class Case(Aggregate[str]):
@@ -244,6 +260,27 @@ class Case(Aggregate[str]):
             raise Conflict("this session's minutes are already recorded", code="minutes_recorded")
         self._raise(MinutesRecorded(case_id=self.case_id, session_id=session_id, recorded_by=by))
 
+    def cancel_session(self, session_id: uuid.UUID, *, today: date) -> Session:
+        """Call off one session before it is held. Held means its minutes are recorded or its
+        day (Beijing) is past: the same line a withdrawal draws (sessions from the day of
+        withdrawal on are released). A withdrawn case's sessions were released with it."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id} not found")
+        if session.cancelled:
+            raise Conflict("this session is already cancelled", code="session_cancelled")
+        if session.minutes or beijing_day(session.starts_at) < today:
+            raise Conflict("this session has already been held", code="session_held")
+        if self.status is Status.WITHDRAWN:
+            raise Conflict("the case is withdrawn: its sessions were released with it", code="case_closed")
+        assert session.room_id is not None
+        self._raise(
+            SessionCancelled(
+                case_id=self.case_id, session_id=session_id, room_id=session.room_id, cancelled_on=today
+            )
+        )
+        return session
+
     def agree(self, *, amount: Decimal, due_on: date, today: date) -> None:
         self._require_active("record an agreement")
         assert self.handling_union_id is not None and self.received_on is not None
@@ -352,12 +389,17 @@ class Case(Aggregate[str]):
 
     @applies(MediationSessionScheduled)
     def _scheduled(self, e: MediationSessionScheduled) -> None:
-        self.sessions[e.session_id] = Session(e.session_id, e.starts_at, e.ends_at, e.mediator)
+        self.sessions[e.session_id] = Session(
+            e.session_id, e.starts_at, e.ends_at, e.mediator, room_id=e.room_id
+        )
 
     @applies(MinutesRecorded)
     def _minutes(self, e: MinutesRecorded) -> None:
-        s = self.sessions[e.session_id]
-        self.sessions[e.session_id] = Session(s.session_id, s.starts_at, s.ends_at, s.mediator, True)
+        self.sessions[e.session_id] = replace(self.sessions[e.session_id], minutes=True)
+
+    @applies(SessionCancelled)
+    def _session_cancelled(self, e: SessionCancelled) -> None:
+        self.sessions[e.session_id] = replace(self.sessions[e.session_id], cancelled=True)
 
     @applies(AgreementReached)
     def _agreed(self, e: AgreementReached) -> None:
@@ -408,6 +450,7 @@ class Room(Aggregate[str]):
     ignores = (
         CaseReceived,
         MediationSessionScheduled,
+        SessionCancelled,
         MinutesRecorded,
         AgreementReached,
         AgreementFulfilled,
@@ -423,6 +466,8 @@ class Room(Aggregate[str]):
         super().__init__(aggregate_id)
         self.bookings: dict[uuid.UUID, tuple[datetime, datetime]] = {}
         self.cases: dict[uuid.UUID, uuid.UUID] = {}
+        #: The union whose room this is (from its bookings).
+        self.union_id: uuid.UUID | None = None
 
     def book(
         self,
@@ -466,13 +511,29 @@ class Room(Aggregate[str]):
                         station_union_id=union_id,
                         session_id=session_id,
                         case_id=case_id,
+                        cause=ReleaseCause.CASE_WITHDRAWN,
                     )
                 )
+
+    def release_session(self, *, session_id: uuid.UUID, case_id: uuid.UUID) -> None:
+        """A cancelled session gives its time back. Nothing to release when the booking is gone
+        already (the case's stream decides whether a cancellation is allowed)."""
+        if self.cases.get(session_id) == case_id and self.union_id is not None:
+            self._raise(
+                RoomReleased(
+                    room_id=uuid.UUID(self.id),
+                    station_union_id=self.union_id,
+                    session_id=session_id,
+                    case_id=case_id,
+                    cause=ReleaseCause.SESSION_CANCELLED,
+                )
+            )
 
     @applies(RoomBooked)
     def _booked(self, e: RoomBooked) -> None:
         self.bookings[e.session_id] = (e.starts_at, e.ends_at)
         self.cases[e.session_id] = e.case_id
+        self.union_id = e.station_union_id
 
     @applies(RoomReleased)
     def _released(self, e: RoomReleased) -> None:

@@ -17,6 +17,7 @@ from services.mediation import domain, views
 from services.mediation.domain import Case, Room
 from services.mediation.projections import MEMBERSHIP
 from services.mediation.schemas import (
+    CancelSession,
     Close,
     ConfigureStation,
     Escalate,
@@ -207,6 +208,47 @@ async def record_minutes(
     await uow.save(case)
     await vault.keep_minutes(uow.conn, case.case_id, session_id, command.minutes, actor.subject)
     return case
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    case: Case
+    session_id: uuid.UUID
+    room_id: uuid.UUID
+
+
+async def cancel_session(
+    uow: UnitOfWork,
+    case_id: uuid.UUID,
+    session_id: uuid.UUID,
+    command: CancelSession,
+    clock: Clock,
+    *,
+    vault: Vault,
+    actor: Actor,
+) -> Cancelled:
+    """Call off one session and give its room time back, in one transaction over both streams.
+    The union handling the case may cancel, and so may the union whose room it is (after an
+    escalation a session booked at the station stays in the station's room)."""
+    case = await _case(uow, case_id)
+    session = case.sessions.get(session_id)
+    room_owner = (
+        session is not None
+        and actor.union_id is not None
+        and session.room_id == domain.room_id(actor.union_id)
+    )
+    if not room_owner:
+        _require_handler(actor, case)
+    session = case.cancel_session(session_id, today=clock())
+    assert session.room_id is not None
+    await uow.lock(LockSpace.ROOM, session.room_id)
+    room = await uow.load(Room, str(session.room_id))
+    room.release_session(session_id=session_id, case_id=case.case_id)
+    changed: list[Aggregate[str]] = [room, case] if room.pending_events else [case]
+    await uow.save_all(changed)
+    if command.reason:
+        await vault.keep_text(uow.conn, case.case_id, case.version, "reason", command.reason)
+    return Cancelled(case, session_id, session.room_id)
 
 
 # --- outcomes -------------------------------------------------------------------------------------

@@ -123,6 +123,13 @@ async def _minutes(conn: AsyncConnection, env: EventEnvelope, e: c.MinutesRecord
     )
 
 
+@OWN.on(c.SessionCancelled)
+async def _session_cancelled(conn: AsyncConnection, env: EventEnvelope, e: c.SessionCancelled) -> None:
+    await conn.execute(
+        sa.update(sessions).where(sessions.c.session_id == e.session_id).values(cancelled_on=e.cancelled_on)
+    )
+
+
 @OWN.on(c.AgreementReached)
 async def _agreed(conn: AsyncConnection, env: EventEnvelope, e: c.AgreementReached) -> None:
     await conn.execute(

@@ -104,6 +104,12 @@ class Close(RequestBody):
     on: Day | None = None
 
 
+class CancelSession(RequestBody):
+    """Call off one scheduled session: an optional reason, kept encrypted, never on Kafka."""
+
+    reason: LongText | None = None
+
+
 class Sweep(RequestBody):
     on: Day | None = None
 

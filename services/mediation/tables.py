@@ -107,6 +107,8 @@ sessions = sa.Table(
     sa.Column("mediator", sa.Text, nullable=False),
     sa.Column("parties_present", JSONB, nullable=False),
     sa.Column("minutes_recorded", sa.Boolean, nullable=False),
+    #: Set by SessionCancelled (migration 0002): the session was called off and its time freed.
+    sa.Column("cancelled_on", sa.Date, nullable=True),
     sa.Index("ix_sessions_case", "case_id"),
     sa.Index("ix_sessions_room", "room_id", "starts_at"),
 )

@@ -139,6 +139,16 @@ def case_state(case: Case) -> JSON:
     }
 
 
+def session_cancelled(cancelled: Any) -> JSON:
+    return {
+        "session_id": str(cancelled.session_id),
+        "room_id": str(cancelled.room_id),
+        "case_id": str(cancelled.case.case_id),
+        "status": "cancelled",
+        "version": cancelled.case.version,
+    }
+
+
 def session_created(booked: Any) -> JSON:
     return {"session_id": str(booked.session_id), "room_id": str(booked.room_id), "case_id": booked.case.id}
 
@@ -255,6 +265,8 @@ async def case_detail(
             "mediator": s["mediator"],
             "parties_present": s["parties_present"],
             "minutes_recorded": s["minutes_recorded"],
+            "status": "cancelled" if s["cancelled_on"] is not None else "scheduled",
+            "cancelled_on": _iso(s["cancelled_on"]),
         }
         for s in session_rows.mappings()
     ]

@@ -238,7 +238,8 @@ async def member_timeline(request: Request, member_id: uuid.UUID, _: Reader) -> 
         if not await views.member_exists(conn, member_id):
             raise _not_found("member", member_id)
         items = await views.timeline(conn, member_id)
-    return {"member_id": str(member_id), "items": items}
+        cases = await views.member_mediation_cases(conn, member_id)
+    return {"member_id": str(member_id), "items": items, "mediation_cases": cases}
 
 
 @members_router.post("/members/{member_id}/transfer")

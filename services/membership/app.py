@@ -1,4 +1,4 @@
-"""Wiring: the runtime (database, event store, relay, consumers of claims and activities events)
+"""Wiring: the runtime (database, event store, relay, consumers of claims, activities and mediation events)
 and the HTTP app."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.membership import api
 from services.membership.activity_timeline import ACTIVITY_REACTIONS
 from services.membership.handlers import claim_reactions
+from services.membership.mediation_timeline import MEDIATION_REACTIONS
 from services.membership.projections import apply
 from services.membership.settings import MembershipSettings
 from services.membership.vault import Vault
@@ -32,6 +33,7 @@ def build_runtime(settings: MembershipSettings, *, clock: Clock = beijing_today)
     )
     runtime.subscribe(runtime.consumer("claims", claim_reactions), settings.claims_topic)
     runtime.subscribe(runtime.consumer("activities", ACTIVITY_REACTIONS), settings.activities_topic)
+    runtime.subscribe(runtime.consumer("mediation", MEDIATION_REACTIONS), settings.mediation_topic)
     return runtime
 
 

@@ -177,6 +177,41 @@ activity_events = sa.Table(
     sa.Index("ix_activity_events_member", "member_id", "occurred_at"),
 )
 
+#: A member's labour-dispute mediation cases (mediation.events, migration 0008): the case's
+#: number, category, where it stands and its dates. Never an amount of money, the mediator or
+#: any text (claim, terms, reasons, the arbitration body): those stay in the mediation service.
+#: Keyed by case: later case events carry only ``case_id``, and this row maps it to the member.
+mediation_cases = sa.Table(
+    "mediation_cases",
+    metadata,
+    sa.Column("case_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("case_number", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("tier", sa.Text, nullable=False),
+    sa.Column("received_on", sa.Date, nullable=False),
+    sa.Column("mediation_deadline", sa.Date, nullable=False),
+    sa.Column("arbitration_limit", sa.Date, nullable=False),
+    sa.Column("closed_on", sa.Date, nullable=True),
+    #: The case stream's version last applied here.
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+#: The member's timeline entries of those cases, with the chosen fields only (see above).
+mediation_events = sa.Table(
+    "mediation_events",
+    metadata,
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("member_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("case_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("aggregate_version", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Index("ix_mediation_events_member", "member_id", "occurred_at"),
+)
+
 # --- the vault --------------------------------------------------------------------------------
 
 member_identities = sa.Table(

@@ -31,6 +31,8 @@ from services.membership.tables import (
     claim_events,
     enrollments,
     injury_reports,
+    mediation_cases,
+    mediation_events,
     member_claims,
     member_timeline,
     members,
@@ -257,8 +259,9 @@ async def member_exists(conn: AsyncConnection, member_id: uuid.UUID) -> bool:
 
 
 async def timeline(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
-    """The member's own events and what the claims and activities services reported back
-    (claims; registrations, places and attendance), oldest first."""
+    """The member's own events and what the claims, activities and mediation services reported
+    back (claims; registrations, places and attendance; mediation cases without amounts, mediator
+    or text), oldest first."""
     own = sa.select(
         member_timeline.c.event_id,
         member_timeline.c.occurred_at,
@@ -283,9 +286,27 @@ async def timeline(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
         sa.literal("activities").label("source"),
         activity_events.c.data,
     ).where(activity_events.c.member_id == member_id)
-    merged = sa.union_all(own, claims, activities).subquery()
+    mediation = sa.select(
+        mediation_events.c.event_id,
+        mediation_events.c.occurred_at,
+        mediation_events.c.aggregate_version,
+        mediation_events.c.event_type,
+        sa.literal("mediation").label("source"),
+        mediation_events.c.data,
+    ).where(mediation_events.c.member_id == member_id)
+    merged = sa.union_all(own, claims, activities, mediation).subquery()
     rows = await conn.execute(
         sa.select(merged).order_by(merged.c.occurred_at, merged.c.aggregate_version, merged.c.event_id)
+    )
+    return [_row(r) for r in rows.mappings()]
+
+
+async def member_mediation_cases(conn: AsyncConnection, member_id: uuid.UUID) -> list[JSON]:
+    """Where each of the member's mediation cases stands now, oldest first."""
+    rows = await conn.execute(
+        sa.select(mediation_cases)
+        .where(mediation_cases.c.member_id == member_id)
+        .order_by(mediation_cases.c.received_on, mediation_cases.c.case_number)
     )
     return [_row(r) for r in rows.mappings()]
 

@@ -69,6 +69,7 @@ SERVICES: tuple[ServiceContract, ...] = (
         (
             Subscription(claims.TOPIC, claims.registry, "claims"),
             Subscription(activities.TOPIC, activities.registry, "activities"),
+            Subscription(mediation.TOPIC, mediation.registry, "mediation"),
         ),
     ),
     ServiceContract(

@@ -294,7 +294,11 @@ _MEDIATION_EXAMPLES: list[tuple[str, str, int, str, DomainEvent]] = [
         "mediation",
         # Of another case, withdrawn before its session: the time is free again.
         md.RoomReleased(
-            room_id=ROOM, station_union_id=STREET, session_id=_id("session-2"), case_id=_id("case-2")
+            room_id=ROOM,
+            station_union_id=STREET,
+            session_id=_id("session-2"),
+            case_id=_id("case-2"),
+            cause=md.ReleaseCause.CASE_WITHDRAWN,
         ),
     ),
     (
@@ -593,6 +597,34 @@ _EXAMPLES += [
 
 
 _FROM_REPORT = {"ClaimFiled", "NoCoverageFound"}
+
+
+# Appended last, so that every earlier example keeps its occurred_at (its index in this list).
+_EXAMPLES += [
+    (
+        "Room",
+        str(ROOM),
+        2,
+        "mediation",
+        # The same release as written before v2 (no cause but the one constant).
+        md.RoomReleasedV1(
+            room_id=ROOM, station_union_id=STREET, session_id=_id("session-2"), case_id=_id("case-2")
+        ),
+    ),
+    (
+        "Case",
+        str(_id("case-5")),
+        3,
+        "mediation",
+        # A third case's first session called off; the room's RoomReleased says session_cancelled.
+        md.SessionCancelled(
+            case_id=_id("case-5"),
+            session_id=_id("session-3"),
+            room_id=ROOM,
+            cancelled_on=date(2026, 9, 17),
+        ),
+    ),
+]
 
 
 def examples() -> dict[tuple[str, int], dict[str, Any]]:

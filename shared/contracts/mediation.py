@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -84,14 +84,50 @@ class RoomBooked(DomainEvent):
     ends_at: datetime
 
 
-class RoomReleased(DomainEvent):
-    """A booking of the room was given up (its case was withdrawn), so the time is free again."""
+class ReleaseCause(StrEnum):
+    """Why a booking of the room was given up."""
 
+    CASE_WITHDRAWN = "case_withdrawn"  # its case was withdrawn (its sessions from that day on)
+    SESSION_CANCELLED = "session_cancelled"  # that one session was cancelled (``SessionCancelled``)
+
+
+class RoomReleased(DomainEvent):
+    """A booking of the room was given up, so the time is free again.
+
+    v2 made ``cause`` an enum: v1 could only say ``case_withdrawn`` (a constant), and a single
+    cancelled session is a second cause that v1 consumers would refuse."""
+
+    schema_version = 2
+    room_id: uuid.UUID
+    station_union_id: uuid.UUID
+    session_id: uuid.UUID
+    case_id: uuid.UUID
+    cause: ReleaseCause
+
+
+class RoomReleasedV1(DomainEvent):
+    """``RoomReleased`` as written before v2: released only when its case was withdrawn. Such
+    events are still stored and can still arrive (replays publish events as written); the
+    upcaster below reads them as v2 with ``cause`` ``case_withdrawn``."""
+
+    event_type = "RoomReleased"
+    schema_version = 1
     room_id: uuid.UUID
     station_union_id: uuid.UUID
     session_id: uuid.UUID
     case_id: uuid.UUID
     cause: Literal["case_withdrawn"] = "case_withdrawn"
+
+
+class SessionCancelled(DomainEvent):
+    """One scheduled session was called off before it was held; its room booking is released
+    (``RoomReleased`` with cause ``session_cancelled``) so another session may take the time.
+    Any reason staff typed stays in the service (encrypted), like every other reason."""
+
+    case_id: uuid.UUID
+    session_id: uuid.UUID
+    room_id: uuid.UUID
+    cancelled_on: date
 
 
 class MinutesRecorded(DomainEvent):
@@ -174,6 +210,7 @@ registry = EventRegistry(
     [
         CaseReceived,
         MediationSessionScheduled,
+        SessionCancelled,
         RoomBooked,
         RoomReleased,
         MinutesRecorded,
@@ -185,5 +222,12 @@ registry = EventRegistry(
         CaseEscalated,
         MediationDeadlinePassed,
         ArbitrationLimitNear,
-    ]
+    ],
+    older=[RoomReleasedV1],
 )
+
+
+@registry.upcaster("RoomReleased", 1)
+def _room_released_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data["cause"] = data.get("cause") or ReleaseCause.CASE_WITHDRAWN.value
+    return data

@@ -55,6 +55,7 @@ async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Pa
         "membership": f"e2e.{suffix}.membership.events",
         "claims": f"e2e.{suffix}.claims.events",
         "activities": f"e2e.{suffix}.activities.events",
+        "mediation": f"e2e.{suffix}.mediation.events",
     }
     await ensure_topics(infra.kafka, topics.values())
     common = {
@@ -65,6 +66,7 @@ async def services(infra: Infra, service_databases: dict[str, str], tmp_path: Pa
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
         "MEMBERSHIP_ACTIVITIES_TOPIC": topics["activities"],
+        "MEMBERSHIP_MEDIATION_TOPIC": topics["mediation"],
         "ACTIVITIES_TOPIC": topics["activities"],
         "ACTIVITIES_MEMBERSHIP_TOPIC": topics["membership"],
         "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",

@@ -33,6 +33,7 @@ def test_every_log_line_is_json_without_colour_or_personal_data(
             "MEMBERSHIP_TOPIC": f"logs.{suffix}.membership.events",
             "MEMBERSHIP_CLAIMS_TOPIC": f"logs.{suffix}.claims.events",
             "MEMBERSHIP_ACTIVITIES_TOPIC": f"logs.{suffix}.activities.events",
+            "MEMBERSHIP_MEDIATION_TOPIC": f"logs.{suffix}.mediation.events",
             "UNION_LOG_LEVEL": "DEBUG",  # the most lines, from every library
         },
         tmp_path,

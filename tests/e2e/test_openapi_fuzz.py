@@ -95,6 +95,7 @@ def running(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
         "MEMBERSHIP_ACTIVITIES_TOPIC": topics["activities"],
+        "MEMBERSHIP_MEDIATION_TOPIC": topics["activities"].replace(".activities.", ".mediation."),
         "ACTIVITIES_TOPIC": topics["activities"],
         "ACTIVITIES_MEMBERSHIP_TOPIC": topics["membership"],
         "UNION_CONSUMER_GROUP_PREFIX": f"fuzz.{suffix}.",

@@ -99,6 +99,7 @@ async def test_start_after_sigkill_brings_the_service_back_and_loses_no_event(
         "MEMBERSHIP_TOPIC": topic,
         "MEMBERSHIP_CLAIMS_TOPIC": f"svc.{suffix}.claims.events",
         "MEMBERSHIP_ACTIVITIES_TOPIC": f"svc.{suffix}.activities.events",
+        "MEMBERSHIP_MEDIATION_TOPIC": f"svc.{suffix}.mediation.events",
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "UNION_RELAY_POLL_INTERVAL": "0.2",
     }

@@ -49,6 +49,7 @@ async def system(
         "CLAIMS_MEMBERSHIP_TOPIC": topics["membership"],
         "MEMBERSHIP_CLAIMS_TOPIC": topics["claims"],
         "MEMBERSHIP_ACTIVITIES_TOPIC": topics["claims"].replace(".claims.", ".activities."),
+        "MEMBERSHIP_MEDIATION_TOPIC": topics["claims"].replace(".claims.", ".mediation."),
         "UNION_CONSUMER_GROUP_PREFIX": f"e2e.{suffix}.",
     }
     membership = ServiceProcess(

@@ -66,6 +66,7 @@ def env(database_url: str, kafka: str) -> dict[str, str]:
         "MEMBERSHIP_TOPIC": f"ops.{run}.membership.events",
         "MEMBERSHIP_CLAIMS_TOPIC": f"ops.{run}.claims.events",
         "MEMBERSHIP_ACTIVITIES_TOPIC": f"ops.{run}.activities.events",
+        "MEMBERSHIP_MEDIATION_TOPIC": f"ops.{run}.mediation.events",
     }
 
 
@@ -101,7 +102,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"revision": "0007"}  # head
+    assert json.loads(done.stdout) == {"revision": "0008"}  # head
     return env
 
 

@@ -64,6 +64,7 @@ async def production_runtime(
         "MEMBERSHIP_TOPIC": own,
         "MEMBERSHIP_CLAIMS_TOPIC": upstream,
         "MEMBERSHIP_ACTIVITIES_TOPIC": f"prod.{suffix}.activities.events",
+        "MEMBERSHIP_MEDIATION_TOPIC": f"prod.{suffix}.mediation.events",
         "UNION_RELAY_POLL_INTERVAL": "0.2",
     }.items():
         monkeypatch.setenv(name, value)

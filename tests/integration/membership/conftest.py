@@ -91,6 +91,7 @@ async def service(module_database_url: str, infra: Infra) -> AsyncIterator[Servi
         MEMBERSHIP_TOPIC=f"test.{run}.membership.events",
         MEMBERSHIP_CLAIMS_TOPIC=f"test.{run}.claims.events",
         MEMBERSHIP_ACTIVITIES_TOPIC=f"test.{run}.activities.events",
+        MEMBERSHIP_MEDIATION_TOPIC=f"test.{run}.mediation.events",
         consumer_group_prefix=f"test.{run}.",
     )
     app = create_app(settings, clock=lambda: TODAY)

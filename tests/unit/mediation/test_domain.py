@@ -12,7 +12,7 @@ import pytest
 
 from services.mediation import calendar, domain, periods, projections
 from services.mediation.domain import Case, Room, Status, UnionNode
-from shared.aggregate import Conflict, InvalidInput
+from shared.aggregate import Conflict, InvalidInput, NotFound
 from shared.clock import beijing_date
 from shared.contracts import mediation as c
 from shared.contracts import membership as m
@@ -368,6 +368,86 @@ def test_minutes_belong_to_the_sessions_mediator() -> None:
     case.record_minutes(session, by="mediator-1")
     with pytest.raises(Conflict):
         case.record_minutes(session, by="mediator-1")
+
+
+def test_a_cancelled_session_frees_its_time_in_the_room_and_cannot_be_cancelled_twice() -> None:
+    case, room_id = _received(), domain.room_id(STREET.union_id)
+    room = Room(str(room_id))
+    session = uuid.uuid4()
+    room.book(
+        union_id=STREET.union_id,
+        session_id=session,
+        case_id=case.case_id,
+        starts_at=_at(9, 9),
+        ends_at=_at(9, 11),
+    )
+    case.schedule_session(
+        session_id=session,
+        room_id=room_id,
+        starts_at=_at(9, 9),
+        ends_at=_at(9, 11),
+        mediator="m",
+        parties_present=[],
+    )
+    room.mark_saved()
+    case.mark_saved()
+    case.cancel_session(session, today=date(2026, 3, 9))  # the same day, before or after it starts
+    room.release_session(session_id=session, case_id=case.case_id)
+    [cancelled], [released] = case.pending_events, room.pending_events
+    case.mark_saved()
+    room.mark_saved()
+    assert isinstance(cancelled, c.SessionCancelled) and cancelled.room_id == room_id
+    assert isinstance(released, c.RoomReleased) and released.cause is c.ReleaseCause.SESSION_CANCELLED
+    assert released.station_union_id == STREET.union_id
+    room.book(  # the same hours for another case
+        union_id=STREET.union_id,
+        session_id=uuid.uuid4(),
+        case_id=uuid.uuid4(),
+        starts_at=_at(9, 9),
+        ends_at=_at(9, 11),
+    )
+    with pytest.raises(Conflict) as again:
+        case.cancel_session(session, today=date(2026, 3, 9))
+    assert again.value.code == "session_cancelled"
+    with pytest.raises(NotFound):
+        case.cancel_session(uuid.uuid4(), today=date(2026, 3, 9))
+
+
+def test_a_held_session_cannot_be_cancelled() -> None:
+    case = _received()
+    past, minuted = uuid.uuid4(), uuid.uuid4()
+    for session, day in ((past, 9), (minuted, 12)):
+        case.schedule_session(
+            session_id=session,
+            room_id=uuid.uuid4(),
+            starts_at=_at(day, 9),
+            ends_at=_at(day, 10),
+            mediator="m",
+            parties_present=[],
+        )
+    case.record_minutes(minuted, by="m")
+    for session in (past, minuted):
+        with pytest.raises(Conflict) as held:
+            case.cancel_session(session, today=date(2026, 3, 10))
+        assert held.value.code == "session_held"
+    # 23:30 UTC on the 8th is the 9th in Beijing: held the day after, not the same evening.
+    late = uuid.uuid4()
+    case.schedule_session(
+        session_id=late,
+        room_id=uuid.uuid4(),
+        starts_at=datetime(2026, 3, 8, 23, 30, tzinfo=UTC),
+        ends_at=datetime(2026, 3, 9, 0, 30, tzinfo=UTC),
+        mediator="m",
+        parties_present=[],
+    )
+    case.cancel_session(late, today=date(2026, 3, 9))
+
+
+def test_room_released_v1_reads_as_a_withdrawal() -> None:
+    ids = {k: str(uuid.uuid4()) for k in ("room_id", "station_union_id", "session_id", "case_id")}
+    event = c.registry.decode("RoomReleased", 1, {**ids, "cause": "case_withdrawn"})
+    assert isinstance(event, c.RoomReleased) and event.cause is c.ReleaseCause.CASE_WITHDRAWN
+    assert c.registry.decode("RoomReleased", 1, ids) == event
 
 
 # --- dispatch and purity --------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from services.membership import domain
 from services.membership.handlers import claim_reactions
+from services.membership.mediation_timeline import MEDIATION_REACTIONS, timeline
 from services.membership.projections import claim_projectors, projectors
-from shared.contracts import claims, membership
+from shared.contracts import claims, mediation, membership
 
 AGGREGATES = (domain.Union, domain.Member, domain.InjuryReport, domain.CataloguePlan)
 
@@ -28,3 +29,10 @@ def test_the_read_models_handle_every_own_event_type() -> None:
 def test_every_claims_event_type_is_handled_or_ignored() -> None:
     assert claim_reactions.unaccounted(claims.registry) == []
     assert claim_projectors.unaccounted(claims.registry) == []
+
+
+def test_every_mediation_event_type_is_handled_or_ignored() -> None:
+    assert timeline.unaccounted(mediation.registry) == []
+    # The consumer reacts to exactly the handled types; the rest are skipped (their versions count).
+    assert set(MEDIATION_REACTIONS) == {t.event_type for t in timeline.handled()}
+    assert "CaseReceived" in MEDIATION_REACTIONS and "MinutesRecorded" not in MEDIATION_REACTIONS
