@@ -774,13 +774,17 @@ class InjuryReport(Aggregate[uuid.UUID]):
 HEALTH_READER_ROLES = ("staff", "supervisor")
 
 
-def health_details_refusal(*, role: str, report_exists: bool) -> str | None:
+def health_details_refusal(*, role: str, report_exists: bool, in_callers_unions: bool = True) -> str | None:
     """Why this caller may not read a report's health details, or None if they may. Every
-    attempt, allowed or refused, goes into the audit trail with this reason."""
+    attempt, allowed or refused, goes into the audit trail with this reason.
+    ``in_callers_unions``: False when the caller's token is bound to a union (a station's staff)
+    and the member is in none of the unions at or below it."""
     if role not in HEALTH_READER_ROLES:
         return f"role {role} may not read injury details"
     if not report_exists:
         return "no such injury report"
+    if not in_callers_unions:
+        return "the member is not in the caller's union"
     return None
 
 

@@ -354,7 +354,10 @@ async def injury_report_detail(
             .mappings()
             .first()
         )
-    refusal = health_details_refusal(role=str(principal.role), report_exists=row is not None)
+        in_callers_unions = row is None or await _member_under(conn, row["member_id"], principal.union_id)
+    refusal = health_details_refusal(
+        role=str(principal.role), report_exists=row is not None, in_callers_unions=in_callers_unions
+    )
     await trail.record(
         principal,
         resource_type=INJURY_DETAILS_RESOURCE,
@@ -369,6 +372,13 @@ async def injury_report_detail(
         )
     if row is None:
         raise NotFound(f"injury report {report_id} not found")
+    if not in_callers_unions:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            "this token is bound to a union the member does not belong to",
+            code="other_union",
+        )
     out = _row(row)
     async with engine.connect() as conn:
         details = await vault.injury_details(conn, report_id)
@@ -386,6 +396,23 @@ async def injury_report_detail(
         )
     out["no_coverage_reasons"] = list(no_cover.get("reasons", [])) if no_cover else None
     return out
+
+
+async def _member_under(conn: AsyncConnection, member_id: uuid.UUID, union_id: str | None) -> bool:
+    """Whether the member is in ``union_id`` or a union below it (True for an unbound token)."""
+    if union_id is None:
+        return True
+    try:
+        bound = uuid.UUID(union_id)
+    except ValueError:
+        return False
+    tree = subtree(bound)
+    found = await conn.scalar(
+        sa.select(members.c.member_id).where(
+            members.c.member_id == member_id, members.c.union_id.in_(sa.select(tree.c.union_id))
+        )
+    )
+    return found is not None
 
 
 async def injury_details_audit(

@@ -130,3 +130,39 @@ async def test_the_same_injury_reported_again_names_its_first_report(
     )
     assert repeat["member_version"] > first.json()["member_version"]
     assert reported[other_day.json()["report_id"]]["first_reported_on"] is None
+
+
+async def test_a_station_bound_token_reads_injury_details_of_its_own_unions_members_only(
+    service: Service, tree: dict[str, str]
+) -> None:
+    """Found by the issue-17 review: a staff token bound to a union read the health details of
+    any union's members. Now: the union or one below it; a refusal is audited like any other."""
+    from services.membership import views
+    from shared.auth import Principal, Role
+    from shared.http import ProblemError
+
+    m = await new_member(service, tree["grassroots"], joined_on=date(2014, 5, 1), card=True)
+    body = {"occurred_on": "2016-08-01", "work_related": False, "description": "d", "diagnosis": "x"}
+    report = (await post(service, f"/v1/members/{m['member_id']}/injury-reports", body)).json()["report_id"]
+    sibling = {"name": "另一街道总工会", "level": "street", "parent_id": tree["district"]}
+    created = await post(service, "/v1/unions", sibling)
+    assert created.status_code == 201, created.text
+    other = created.json()["union_id"]
+    state = service.app.state
+
+    async def read(union_id: str) -> dict[str, object]:
+        who = Principal(subject=f"clerk-{union_id[:8]}", role=Role.STAFF, union_id=union_id)
+        return await views.injury_report_detail(
+            state.runtime.engine, state.audit, state.vault, who, uuid.UUID(report)
+        )
+
+    assert (await read(tree["street"]))["diagnosis"] == "x"  # the member's union is below it
+    assert (await read(tree["grassroots"]))["diagnosis"] == "x"
+    with pytest.raises(ProblemError) as refused:
+        await read(other)
+    assert (refused.value.status, refused.value.code) == (403, "other_union")
+    trail = (await service.client.get(f"/v1/audit?report_id={report}", headers=SUPERVISOR)).json()["items"]
+    assert [(e["allowed"], e["reason"]) for e in trail][-1] == (
+        False,
+        "the member is not in the caller's union",
+    )
