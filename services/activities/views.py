@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.activities import tables as t
 from services.activities.domain import Activity, MemberStanding, Outcome
-from shared.clock import BEIJING
+from shared.clock import BEIJING, beijing_day_bounds
 from shared.contracts.activities import ActivityKind
 
 JSON = dict[str, Any]
@@ -206,8 +206,9 @@ async def activities(
         query = query.where(a.c.kind == kind.value)
     if union_id is not None:
         query = query.where(a.c.union_id == union_id)
-    if starts_from is not None:
-        query = query.where(a.c.starts_at >= datetime.combine(starts_from, time(0), BEIJING))
+    # No bound from 0001-01-01: its Beijing midnight is before year 1 in UTC (beijing_day_bounds).
+    if starts_from is not None and (start := beijing_day_bounds(starts_from)[0]) is not None:
+        query = query.where(a.c.starts_at >= start)
     return await _shape(conn, list((await conn.execute(query)).mappings()))
 
 

@@ -8,7 +8,7 @@ puts the attempt on the audit trail before it decides anything else.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from services.counseling.vault import ClientVault, NotesVault
 from shared.aggregate import Conflict, NotFound
 from shared.audit import AuditTrail
 from shared.auth import Principal
-from shared.clock import BEIJING
+from shared.clock import beijing_day_bounds
 from shared.http import ProblemError
 
 JSON = dict[str, Any]
@@ -215,20 +215,20 @@ async def appointments(
         if value is not None:
             query = query.where(a[column] == value)
     if on is not None:
-        start, end = _beijing_day_bounds(on)
-        query = query.where(a.starts_at >= start, a.starts_at < end)
+        query = query.where(*_on_day(a.starts_at, on))
     return [_appointment_row(r) for r in (await conn.execute(query)).mappings()]
 
 
-def _beijing_day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(0), BEIJING)
-    return start, start + timedelta(days=1)
+def _on_day(column: Any, day: date) -> list[Any]:
+    """``column`` falls on Beijing day ``day`` (no lower bound on 0001-01-01: see
+    ``beijing_day_bounds``)."""
+    start, end = beijing_day_bounds(day)
+    return [column < end] if start is None else [column >= start, column < end]
 
 
 async def reminders(conn: AsyncConnection, clients: ClientVault, on: date) -> JSON:
     """Booked sessions on ``on`` (the caller passes tomorrow): who to remind, and of what."""
     a, c, cl = t.appointments.c, t.counselors.c, t.clients.c
-    start, end = _beijing_day_bounds(on)
     query = (
         sa.select(
             a.appointment_id,
@@ -243,7 +243,7 @@ async def reminders(conn: AsyncConnection, clients: ClientVault, on: date) -> JS
         )
         .join(t.counselors, c.counselor_id == a.counselor_id)
         .join(t.clients, cl.client_ref == a.client_ref, isouter=True)
-        .where(a.status == "booked", a.starts_at >= start, a.starts_at < end)
+        .where(a.status == "booked", *_on_day(a.starts_at, on))
         .order_by(a.starts_at)
     )
     items = []
@@ -295,10 +295,10 @@ async def statistics(conn: AsyncConnection, *, since: date | None, until: date |
     a = t.appointments.c
     month = sa.func.to_char(sa.func.timezone("Asia/Shanghai", a.starts_at), "YYYY-MM")
     bounds = []
-    if since is not None:
-        bounds.append(a.starts_at >= _beijing_day_bounds(since)[0])
+    if since is not None and (start := beijing_day_bounds(since)[0]) is not None:
+        bounds.append(a.starts_at >= start)
     if until is not None:
-        bounds.append(a.starts_at < _beijing_day_bounds(until)[1])
+        bounds.append(a.starts_at < beijing_day_bounds(until)[1])
 
     def counted(status: str) -> Any:
         return sa.func.count().filter(a.status == status)

@@ -25,6 +25,11 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting: several services then start side by side."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
             cwd=REPO,
@@ -32,6 +37,9 @@ class ServiceProcess:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -5,9 +5,9 @@ not in-process ASGI: the failures this guards against lived in the layers ASGI t
 dropped connection after a 500, bodies read before authentication, the database refusing NUL).
 
 Each operation gets a fixed budget of generated cases (positive and negative, derandomized, no
-example database), so a run is repeatable and takes about a minute. A case fails on any 5xx, a
-status code its operation does not document, or an answer that does not match its documented
-schema or content type (problem+json for every error).
+example database), so a run is repeatable and bounded (see EXAMPLES_PER_OPERATION). A case
+fails on any 5xx, a status code its operation does not document, or an answer that does not
+match its documented schema or content type (problem+json for every error).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
 
 from services.activities.app import create_app as create_activities_app
 from services.claims.app import create_app as create_claims_app
+from services.counseling.app import create_app as create_counseling_app
+from services.mediation.app import create_app as create_mediation_app
 from services.membership.app import create_app as create_membership_app
 from shared.kafka import ensure_topics
 from tests.e2e.processes import ServiceProcess
@@ -41,8 +43,11 @@ from tests.infra import Infra
 
 pytestmark = pytest.mark.e2e
 
-#: Generated cases per operation (positive and negative). 35 operations x 100: about a minute on
-#: two cores. UNION_FUZZ_EXAMPLES raises it for a longer hunt (the same seed, more cases).
+#: Generated cases per operation (positive and negative), the same for every service: the run is
+#: bounded by operations x cases, each case by its 10 s request timeout. Five services, 90
+#: operations x 100: 5 minutes on two cores shared with other test runs (load ~2.5), of which
+#: counseling and mediation took 1.5 and starting the five processes 20 s. UNION_FUZZ_EXAMPLES
+#: raises it for a longer hunt (the same seed, more cases) or lowers it for a quick pass.
 EXAMPLES_PER_OPERATION = int(os.environ.get("UNION_FUZZ_EXAMPLES", "100"))
 STAFF = {"Authorization": "Bearer local-staff-token"}
 CHECKS = [
@@ -52,7 +57,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-SERVICES = ("membership", "claims", "activities")
+SERVICES = ("membership", "claims", "activities", "counseling", "mediation")
 
 
 def _in_thread(coro: Any) -> Any:
@@ -98,6 +103,10 @@ def running(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "MEMBERSHIP_MEDIATION_TOPIC": topics["activities"].replace(".activities.", ".mediation."),
         "ACTIVITIES_TOPIC": topics["activities"],
         "ACTIVITIES_MEMBERSHIP_TOPIC": topics["membership"],
+        "COUNSELING_TOPIC": topics["counseling"],
+        "COUNSELING_MEMBERSHIP_TOPIC": topics["membership"],
+        "MEDIATION_TOPIC": topics["mediation"],
+        "MEDIATION_MEMBERSHIP_TOPIC": topics["membership"],
         "UNION_CONSUMER_GROUP_PREFIX": f"fuzz.{suffix}.",
     }
     logs: Path = tmp_path_factory.mktemp("fuzz")
@@ -106,8 +115,10 @@ def running(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for s in SERVICES
     }
     try:
+        for proc in procs.values():  # side by side: five one after another took ~40 s under load
+            proc.launch()
         for proc in procs.values():
-            proc.start()
+            proc.wait_ready()
         yield procs
     finally:
         for proc in procs.values():
@@ -126,6 +137,8 @@ def test_the_served_documents_are_the_fuzzed_ones(running: dict[str, ServiceProc
         ("membership", _MEMBERSHIP_DOC),
         ("claims", _CLAIMS_DOC),
         ("activities", _ACTIVITIES_DOC),
+        ("counseling", _COUNSELING_DOC),
+        ("mediation", _MEDIATION_DOC),
     ):
         assert httpx.get(f"{running[name].url}/openapi.json", timeout=10).json() == doc
 
@@ -139,6 +152,10 @@ membership = schemathesis.openapi.from_dict(_MEMBERSHIP_DOC)
 claims = schemathesis.openapi.from_dict(_CLAIMS_DOC)
 _ACTIVITIES_DOC = create_activities_app().openapi()
 activities = schemathesis.openapi.from_dict(_ACTIVITIES_DOC)
+_COUNSELING_DOC = create_counseling_app().openapi()
+counseling = schemathesis.openapi.from_dict(_COUNSELING_DOC)
+_MEDIATION_DOC = create_mediation_app().openapi()
+mediation = schemathesis.openapi.from_dict(_MEDIATION_DOC)
 
 _budget = settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -166,3 +183,15 @@ def test_claims_openapi(case: schemathesis.Case, running: dict[str, ServiceProce
 @_budget
 def test_activities_openapi(case: schemathesis.Case, running: dict[str, ServiceProcess]) -> None:
     case.call_and_validate(base_url=running["activities"].url, headers=STAFF, checks=CHECKS, timeout=10)
+
+
+@counseling.parametrize()
+@_budget
+def test_counseling_openapi(case: schemathesis.Case, running: dict[str, ServiceProcess]) -> None:
+    case.call_and_validate(base_url=running["counseling"].url, headers=STAFF, checks=CHECKS, timeout=10)
+
+
+@mediation.parametrize()
+@_budget
+def test_mediation_openapi(case: schemathesis.Case, running: dict[str, ServiceProcess]) -> None:
+    case.call_and_validate(base_url=running["mediation"].url, headers=STAFF, checks=CHECKS, timeout=10)
