@@ -129,13 +129,19 @@ def install(provider: TracerProvider | None) -> None:
 # --- the context as stored with an event and sent in Kafka headers ------------------------------
 
 
-def current_trace_context() -> str | None:
-    """The current span's context as the JSON the outbox stores (``{"traceparent": ...}``), or
-    None when tracing is off or no span is active."""
+def current_carrier() -> dict[str, str] | None:
+    """The current span's context (``{"traceparent": ..., "tracestate": ...}``), or None when
+    tracing is off or no span is active."""
     if _state.tracer is None:
         return None
     carrier: dict[str, str] = {}
     PROPAGATOR.inject(carrier)
+    return carrier or None
+
+
+def current_trace_context() -> str | None:
+    """``current_carrier`` as the JSON text the outbox stores with an event."""
+    carrier = current_carrier()
     return json.dumps(carrier, separators=(",", ":")) if carrier else None
 
 
@@ -186,6 +192,30 @@ def consumer_span(
             "union.consumer": consumer,
             "union.event_type": event_type,
         },
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield
+        except Exception as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+
+
+@contextlib.contextmanager
+def continued(name: str, carrier: Mapping[str, str] | None, **attributes: str) -> Iterator[None]:
+    """Work done later on behalf of an earlier span (``carrier``, kept with the work): a span
+    continuing that span's trace. Claims decides a report that waited for the member's facts in
+    one, so its claims join the report's trace, not the trace of the fact that completed it."""
+    tracer = _state.tracer
+    if tracer is None or not carrier:
+        yield
+        return
+    with tracer.start_as_current_span(
+        name,
+        context=PROPAGATOR.extract(carrier),
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:

@@ -142,9 +142,17 @@ async def test_one_trace_from_the_injury_report_to_the_claim_filed(
     assert server.kind is SpanKind.SERVER and consumer.kind is SpanKind.CONSUMER
     assert server.parent is not None and f"{server.parent.span_id:016x}" == CALLER_SPAN
     # The relay forwards the appending span's context: the consumer is the server span's child,
-    # and the ClaimFiled was appended inside the consumer span.
+    # and the ClaimFiled was appended inside the consumer span, or (if claims had the report
+    # before the card, which went through another partition) in the decision that continued it.
     assert consumer.parent is not None and consumer.parent.span_id == server.context.span_id
-    assert filed.headers["traceparent"].decode() == f"00-{TRACE_ID}-{consumer.context.span_id:016x}-01"
+    appender = filed.headers["traceparent"].decode().split("-")[2]
+    decided = [s for s in finished if s.name == "InjuryReported decide"]
+    if appender == f"{consumer.context.span_id:016x}":
+        assert decided == []
+    else:
+        [decision] = decided
+        assert appender == f"{decision.context.span_id:016x}"
+        assert decision.parent is not None and decision.parent.span_id == consumer.context.span_id
     # The requests without a traceparent (the union tree, the member, the card) are traces of
     # their own, not part of this one.
-    assert {s.kind for s in finished} == {SpanKind.SERVER, SpanKind.CONSUMER}
+    assert {s.kind for s in finished} <= {SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.INTERNAL}
