@@ -82,8 +82,10 @@ def wanted_exporters(env: Mapping[str, str] | None = None) -> list[str]:
 def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> bool:
     """Switch tracing on if the environment asks for it (see the module docstring); True if on.
 
-    Once on it stays on for the process (a second runtime in the same process, as in tests,
-    shares it); spans still buffered are exported when the process exits (the SDK's atexit hook).
+    ``env`` decides *whether* (tests pass their own); the OTLP exporter and the SDK read their
+    own settings (endpoint, headers, sampler, batching) from the process environment. Once on it
+    stays on for the process (a second runtime in the same process, as in tests, shares it);
+    spans still buffered are exported when the process exits (the SDK's atexit hook).
     """
     if enabled():
         return True

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -240,3 +242,58 @@ def _row(*, traceparent: str | None, tracestate: str | None = None) -> dict[str,
         "traceparent": traceparent,
         "tracestate": tracestate,
     }
+
+
+def test_spans_reach_an_otlp_collector_over_http() -> None:
+    """The exporter the variables configure really sends OTLP/HTTP (to a stand-in collector on
+    127.0.0.1 that records what it is sent)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the OTLP exporter reads its endpoint from the environment itself
+    try:
+        assert tracing.configure_tracing("claims", env) is True
+        with tracing.consumer_span("InjuryReported", uuid.uuid4(), "claims", {"traceparent": TRACEPARENT}):
+            pass
+        provider = tracing._state.provider
+        assert provider is not None and provider.force_flush(10_000)
+    finally:
+        provider = tracing._state.provider
+        tracing.install(None)
+        if provider is not None:
+            provider.shutdown()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.shutdown()
+        thread.join(timeout=5)
+    [(path, body)] = received
+    assert path == "/v1/traces"
+    request = ExportTraceServiceRequest.FromString(body)
+    [resource_spans] = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+    assert service == "claims"
+    [span] = [s for scope in resource_spans.scope_spans for s in scope.spans]
+    assert span.name == "InjuryReported process" and span.trace_id.hex() == TRACE_ID
