@@ -39,7 +39,7 @@ from bench.harness import DEFAULT_ADMIN_URL, plain_url
 from tests.identifiers import identity, luhn_complete
 
 STAFF = [(b"authorization", b"Bearer local-staff-token"), (b"content-type", b"application/json")]
-VARIANTS = ("full", "-correlation", "-metrics", "-edge", "bare", "raw")
+VARIANTS = ("full", "-correlation", "-metrics", "-edge", "-tracing", "bare", "raw")
 
 
 async def call(app: FastAPI, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
@@ -168,7 +168,15 @@ def strip(app: FastAPI, variant: str) -> FastAPI:
         "-correlation": {"correlation", "CorrelationMiddleware"},
         "-metrics": {"timed", "MetricsMiddleware"},
         "-edge": {"EdgeMiddleware"},
-        "bare": {"correlation", "CorrelationMiddleware", "timed", "MetricsMiddleware", "EdgeMiddleware"},
+        "-tracing": {"TracingMiddleware"},
+        "bare": {
+            "correlation",
+            "CorrelationMiddleware",
+            "timed",
+            "MetricsMiddleware",
+            "EdgeMiddleware",
+            "TracingMiddleware",
+        },
     }[variant]
 
     def name(m: Any) -> str:

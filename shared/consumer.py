@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import OffsetAndMetadata
 
+from shared import tracing
 from shared.envelope import EventEnvelope
 from shared.inbox import (
     OUTCOMES,
@@ -191,11 +193,17 @@ class KafkaConsumerLoop:
     ) -> tuple[TopicPartition, int | None]:
         """Apply one partition's records in order; return the offset to commit (None: nothing)."""
         decoded: list[EventEnvelope | PoisonMessage] = []
+        #: Each event's trace context from its record's headers (only while tracing is on).
+        traces: dict[uuid.UUID, dict[str, str]] = {}
         for record in records:
             try:
-                decoded.append(decode(record.value, record.headers))
+                envelope = decode(record.value, record.headers)
             except PoisonMessage as exc:
                 decoded.append(exc)
+                continue
+            decoded.append(envelope)
+            if tracing.enabled() and (carrier := tracing.carrier_from_headers(record.headers)):
+                traces[envelope.event_id] = carrier
         committed: int | None = None
         i = 0
         cap = len(records)  # how many events the next transaction may take
@@ -215,7 +223,7 @@ class KafkaConsumerLoop:
                         break
                     envelopes.append(item)
                 try:
-                    outcomes = await self.inbox.apply(envelopes)
+                    outcomes = await self.inbox.apply(envelopes, traces=traces)
                 except ReactionFailed as failed:
                     if is_transient(failed):
                         transient_tries += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import tracing
 from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
@@ -241,6 +243,17 @@ def from_debezium(raw: bytes, headers: Sequence[tuple[str, bytes]] | None = None
         return None
 
 
+#: Where a parked event keeps its trace context, next to the envelope's fields (which
+#: ``EventEnvelope`` ignores when the event is released).
+PARKED_TRACE_KEY = "_trace_context"
+
+
+def _parked_json(envelope: EventEnvelope, trace: Mapping[str, str] | None) -> str:
+    if not trace:
+        return envelope.model_dump_json()
+    return json.dumps({**envelope.model_dump(mode="json"), PARKED_TRACE_KEY: dict(trace)})
+
+
 class InboxConsumer:
     """Applies batches of one upstream topic's events for one consumer name."""
 
@@ -270,12 +283,20 @@ class InboxConsumer:
         self.projections = projections
         self.locks = locks
 
-    async def apply(self, batch: Sequence[EventEnvelope]) -> BatchResult:
+    async def apply(
+        self,
+        batch: Sequence[EventEnvelope],
+        *,
+        traces: Mapping[uuid.UUID, Mapping[str, str]] | None = None,
+    ) -> BatchResult:
         """Apply ``batch`` (one partition's events, in offset order) in one transaction.
 
         Returns one outcome per envelope, and the parked events that failed when released (to be
         dead-lettered). Raises ``ReactionFailed`` naming the first envelope whose reaction
-        raised; nothing of the batch is then committed."""
+        raised; nothing of the batch is then committed. ``traces``: each event's W3C trace
+        context (its record's ``traceparent`` header), continued by the span of its reaction and
+        kept with it while it is parked."""
+        traces = traces or {}
         result = BatchResult([], [])
         if not batch:
             return result
@@ -315,7 +336,7 @@ class InboxConsumer:
                             "consumer": self.name,
                             "stream": stream,
                             "version": version,
-                            "envelope": envelope.model_dump_json(),
+                            "envelope": _parked_json(envelope, traces.get(envelope.event_id)),
                         },
                     )
                     parked.add((stream, version))
@@ -325,7 +346,7 @@ class InboxConsumer:
                     )
                     continue
                 try:
-                    outcomes.append(await self._react(uow, envelope))
+                    outcomes.append(await self._react(uow, envelope, traces.get(envelope.event_id)))
                 except Exception as exc:
                     raise ReactionFailed(index, exc) from exc
                 position[stream] = advanced[stream] = version
@@ -361,8 +382,8 @@ class InboxConsumer:
                 )
                 if row is None:  # another transaction applied it
                     return False
-                envelope = EventEnvelope.model_validate(row)
-                await self._react(uow, envelope)
+                envelope = EventEnvelope.model_validate(row)  # ignores the parked trace context
+                await self._react(uow, envelope, row.get(PARKED_TRACE_KEY))
         except Exception as exc:
             if is_transient(exc):
                 raise ReactionFailed(index, exc) from exc
@@ -378,15 +399,19 @@ class InboxConsumer:
         OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
         return True
 
-    async def _react(self, uow: UnitOfWork, envelope: EventEnvelope) -> Outcome:
+    async def _react(
+        self, uow: UnitOfWork, envelope: EventEnvelope, trace: Mapping[str, str] | None = None
+    ) -> Outcome:
         reaction = self.reactions.get(envelope.event_type)
         if reaction is None and envelope.event_type not in self.ignored:
             reaction = self.unregistered
         if reaction is None:
             return Outcome.SKIPPED
-        # What the reaction appends belongs to the upstream event's flow and is caused by it.
+        # What the reaction appends belongs to the upstream event's flow and is caused by it
+        # (and, while tracing is on, to its trace: the append records the consumer span).
         uow.correlation_id, uow.causation_id = envelope.correlation_id, envelope.event_id
-        await reaction(uow, envelope)
+        with tracing.consumer_span(envelope.event_type, envelope.event_id, self.name, trace):
+            await reaction(uow, envelope)
         return Outcome.PROCESSED
 
     async def _take_locks(self, uow: UnitOfWork, batch: Sequence[EventEnvelope]) -> None:

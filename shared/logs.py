@@ -2,7 +2,7 @@
 
 Fields: ``time`` (UTC, ISO 8601), ``level``, ``service``, ``logger``, ``message``, and when known
 ``correlation_id``, ``event_id`` (from ``log_context``), ``trace_id``/``span_id`` (the current
-OpenTelemetry span, if that package is installed and a span is active), ``exc_type``/``stack``.
+OpenTelemetry span, when tracing is on and a span is active: shared/tracing.py), ``exc_type``/``stack``.
 Uvicorn's and faststream's loggers are routed through the same formatter, so log files carry no
 colour codes and every line parses.
 
@@ -23,10 +23,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-try:  # optional: trace ids only when OpenTelemetry is present
-    from opentelemetry import trace as _otel_trace
-except ImportError:  # pragma: no cover - depends on the environment
-    _otel_trace = None  # type: ignore[assignment]
+from opentelemetry import trace as _otel_trace
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 _event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
@@ -74,8 +71,6 @@ def current_ids() -> dict[str, str]:
 
 
 def _trace_ids() -> dict[str, str]:
-    if _otel_trace is None:
-        return {}
     ctx = _otel_trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return {}

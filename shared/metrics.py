@@ -209,15 +209,18 @@ class ServiceMetrics:
 
 
 def instrument_http(app: FastAPI) -> None:
-    """Time every request, labelled by its route template (``unmatched`` for a 404 no route had)."""
+    """Time every request, labelled by its route template (``unmatched`` for an answer given
+    before any route matched: a 404, and the edge's refusals, told apart by their status).
+    Added outside the edge (shared/runtime.py), so the status is the one the client received."""
     app.add_middleware(MetricsMiddleware)
 
 
 class MetricsMiddleware:
     """Pure ASGI, not ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs the app in
     a task of its own and streams the answer through a memory channel, which cost a tenth of the
-    intake's throughput per layer (bench/intake.py). The status is the one the app started its
-    answer with; an exception that escapes counts as 500, as before."""
+    intake's throughput per layer (bench/intake.py). The status is the one the answer started
+    with: outside the edge, that is what the client got (its 503 for a transient error, its 413,
+    401 or 422 refusals); an exception that still escapes counts as 500."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -73,6 +73,24 @@ DEFAULT_LEASE_SECONDS = 5.0
 HELD_REFRESH_SECONDS = 15.0
 
 
+def relay_headers(row: Any) -> list[tuple[str, bytes]]:
+    """The headers of ``EventEnvelope.kafka_headers`` from a ``_PENDING`` row, and the trace
+    context stored with the event (``traceparent``, ``tracestate``) when there is one. The relay
+    sends the appending span's context as it is, without a span of its own: it only moves bytes,
+    and a span per event would cost it a good part of its throughput while tracing is on."""
+    headers = [
+        ("event_type", row["event_type"].encode()),
+        ("event_id", row["event_id"].encode()),
+        ("schema_version", str(row["schema_version"]).encode()),
+        ("correlation_id", row["correlation_id"].encode()),
+    ]
+    if row["traceparent"]:
+        headers.append(("traceparent", row["traceparent"].encode("latin-1")))
+        if row["tracestate"]:
+            headers.append(("tracestate", row["tracestate"].encode("latin-1")))
+    return headers
+
+
 def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, PERMANENT_ERRORS)
 
@@ -87,6 +105,7 @@ def is_permanent(exc: BaseException) -> bool:
 _PENDING = """
 SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.schema_version,
        e.correlation_id::text AS correlation_id,
+       e.trace_context->>'traceparent' AS traceparent, e.trace_context->>'tracestate' AS tracestate,
        json_build_object(
            'event_id', e.event_id, 'event_type', e.event_type, 'schema_version', e.schema_version,
            'aggregate_type', e.stream_type, 'aggregate_id', e.stream_id, 'aggregate_version', e.version,
@@ -283,12 +302,7 @@ class OutboxRelay:
             self.topic,
             value=row["value"].encode(),
             key=row["stream_id"].encode(),
-            headers=[
-                ("event_type", row["event_type"].encode()),
-                ("event_id", row["event_id"].encode()),
-                ("schema_version", str(row["schema_version"]).encode()),
-                ("correlation_id", row["correlation_id"].encode()),
-            ],
+            headers=relay_headers(row),
         )
         return future
 

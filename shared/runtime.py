@@ -44,6 +44,7 @@ from shared.openapi import document_security_and_problems
 from shared.relay import OutboxRelay
 from shared.settings import CommonSettings, Mode, ServiceSettings
 from shared.tables import idempotency_keys
+from shared.tracing import TracingMiddleware, configure_tracing
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class ServiceRuntime:
         self.subscriptions.append(Subscription(consumer, topic, loop))
 
     async def start(self) -> None:
+        configure_tracing(self.name)  # only if OTEL_* asks for it; off by default
         await upgrade_to_head(
             self.migrations, self.settings.database_url, wait_seconds=self.settings.db_wait_seconds
         )
@@ -264,9 +266,6 @@ class ServiceRuntime:
         app.state.runtime = self
         app.state.auth = TokenAuthority(self.settings.grants())
         install_problem_handlers(app)
-        instrument_http(app)
-
-        app.add_middleware(CorrelationMiddleware)
 
         @app.get("/healthz", include_in_schema=False)
         async def healthz() -> dict[str, str]:
@@ -307,8 +306,18 @@ class ServiceRuntime:
 
         for router in routers:
             app.include_router(router, prefix="/v1")
-        # Outermost of our middleware: it sees every request first and every escaped exception.
+        # The layers, innermost first (each ``add_middleware`` wraps the ones before it):
+        # - the edge: refusals (NUL, auth, body size, duplicate keys) and every escaped exception;
+        # - the server span: outside the edge, so its refusals and its 500/503 (and their log
+        #   lines) belong to the request's trace;
+        # - metrics: outside the edge too, so the status recorded is the one the client got (the
+        #   edge's 503 for a transient error, not 500) and its refusals are counted;
+        # - the correlation id, outermost: every answer, the edge's included, echoes
+        #   X-Correlation-ID, and every log line of the request carries it.
         app.add_middleware(EdgeMiddleware, max_body_bytes=self.settings.max_body_bytes)
+        app.add_middleware(TracingMiddleware)
+        instrument_http(app)
+        app.add_middleware(CorrelationMiddleware)
         document_security_and_problems(app)
         return app
 

@@ -23,6 +23,9 @@ events = sa.Table(
     sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("causation_id", UUID(as_uuid=True), nullable=True),
     sa.Column("data", JSONB, nullable=False),
+    #: The W3C trace context current when the event was appended (``{"traceparent": ...}``), for
+    #: the relay's ``traceparent`` header; NULL while tracing is off (shared/tracing.py).
+    sa.Column("trace_context", JSONB, nullable=True),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_version_key"),
 )
 

@@ -25,6 +25,7 @@ from services.claims.projections import (
     seen_version,
 )
 from services.claims.schemas import ApproveIn, DocumentsIn, IllnessClaimIn, RejectIn
+from shared import tracing
 from shared.aggregate import Aggregate, InvalidInput, NotFound
 from shared.clock import Clock
 from shared.contracts import membership as m
@@ -164,6 +165,7 @@ async def on_injury_reported(
             injury=event.model_dump(mode="json"),
             correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id,
+            trace_context=tracing.current_carrier(),
         )
         .on_conflict_do_nothing()
     )
@@ -192,14 +194,20 @@ async def decide_pending_reports(uow: UnitOfWork, clock: Clock, member_id: uuid.
         await uow.conn.execute(
             sa.delete(pending)
             .where(pending.c.report_id.in_(ready))
-            .returning(pending.c.injury, pending.c.correlation_id, pending.c.causation_id)
+            .returning(
+                pending.c.injury, pending.c.correlation_id, pending.c.causation_id, pending.c.trace_context
+            )
         )
     ).all()
     upstream = (uow.correlation_id, uow.causation_id)
-    for injury, correlation_id, causation_id in sorted(rows, key=lambda r: str(r[0]["report_id"])):
-        # The claims belong to the report's flow and are caused by it, not by this member event.
+    for injury, correlation_id, causation_id, trace in sorted(rows, key=lambda r: str(r[0]["report_id"])):
+        # The claims belong to the report's flow and are caused by it, not by this member event
+        # (and, while tracing is on, to the report's trace).
         uow.correlation_id, uow.causation_id = correlation_id, causation_id
-        await decide(uow, _injury(m.InjuryReported.model_validate(injury)), clock)
+        with tracing.continued(
+            "InjuryReported decide", trace, **{"union.report_id": str(injury["report_id"])}
+        ):
+            await decide(uow, _injury(m.InjuryReported.model_validate(injury)), clock)
     uow.correlation_id, uow.causation_id = upstream
 
 

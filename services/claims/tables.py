@@ -73,6 +73,9 @@ pending_reports = sa.Table(
     sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("causation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    #: The report's trace (W3C context of its reaction's span; NULL while tracing is off): the
+    #: decision, taken later, continues it (shared/tracing.py ``continued``).
+    sa.Column("trace_context", JSONB, nullable=True),
 )
 
 # --- this service's own state, projected inline from its own events --------------------------

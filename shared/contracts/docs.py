@@ -211,6 +211,14 @@ def _headers(event_type: str, version: int) -> dict[str, Any]:
             "event_id": {"type": "string", "format": "uuid", "description": "deduplicate by this"},
             "schema_version": {"type": "string", "const": str(version)},
             "correlation_id": {"type": "string", "format": "uuid"},
+            # Only while the producer traces (shared/tracing.py): W3C Trace Context.
+            "traceparent": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "W3C Trace Context of the span that recorded the event; present only "
+                "while the producing service traces (OpenTelemetry, OTEL_* variables)",
+            },
+            "tracestate": {"type": "string", "description": "W3C Trace Context, with traceparent"},
         },
     }
 
