@@ -39,10 +39,14 @@ from bench.harness import DEFAULT_ADMIN_URL, plain_url
 from tests.identifiers import identity, luhn_complete
 
 STAFF = [(b"authorization", b"Bearer local-staff-token"), (b"content-type", b"application/json")]
+#: Cover from before today is a paper enrolment, which only a supervisor records (issue 17).
+SUPERVISOR = [(b"authorization", b"Bearer local-supervisor-token"), (b"content-type", b"application/json")]
 VARIANTS = ("full", "-correlation", "-metrics", "-edge", "-tracing", "bare", "raw")
 
 
-async def call(app: FastAPI, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+async def call(
+    app: FastAPI, method: str, path: str, body: Any = None, *, auth: list[tuple[bytes, bytes]] = STAFF
+) -> tuple[int, bytes]:
     """One request straight into the ASGI app: (status, body)."""
     raw = b"" if body is None else json.dumps(body).encode()
     scope = {
@@ -55,7 +59,7 @@ async def call(app: FastAPI, method: str, path: str, body: Any = None) -> tuple[
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [*STAFF, (b"content-length", str(len(raw)).encode())],
+        "headers": [*auth, (b"content-length", str(len(raw)).encode())],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8001),
         "state": {"correlation_id": uuid.uuid4()},  # for variants without the correlation layer
@@ -128,8 +132,12 @@ async def setup_members(app: FastAPI, count: int) -> list[str]:
             "plan_code": "accident_injury",
             "shares": 1,
             "starts_on": (today - timedelta(days=90)).isoformat(),
+            "paper": {
+                "receipt_reference": f"BI-{uuid.uuid4().hex[:12]}",
+                "paid_on": (today - timedelta(days=90)).isoformat(),
+            },
         }
-        _ok(await call(app, "POST", f"/v1/members/{member}/enrollments", enrol), 201)
+        _ok(await call(app, "POST", f"/v1/members/{member}/enrollments", enrol, auth=SUPERVISOR), 201)
         members.append(member)
     return members
 
