@@ -104,12 +104,26 @@ def case_number(prefix: str, year: int, seq: int) -> str:
     return f"{prefix}-{year}-{seq:04d}"
 
 
-def station_prefix(name: str) -> str:
+def station_prefix(name: str, taken: frozenset[str] | set[str] = frozenset()) -> str:
     """The default case-number prefix of a station: the initials of its name's first two words
-    (``Shi Yuan Street`` -> ``SY``); staff may set another (``PUT /v1/stations/{id}``)."""
+    (``Shi Yuan Street`` -> ``SY``); staff may set another (``PUT /v1/stations/{id}``).
+
+    A prefix belongs to one station (case numbers are counted per station, so two stations with
+    one prefix would issue one number twice): when the initials are ``taken`` by another station
+    a letter is added (``SYA``, ``SYB``, ... then ``SYAA``, ...)."""
     words = [w for w in "".join(c if c.isascii() and c.isalnum() else " " for c in name).split() if w]
     initials = "".join(w[0] for w in words[:2]).upper()
-    return initials if len(initials) == 2 else "MC"
+    base = initials if len(initials) == 2 else "MC"
+    letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    candidates = [base, *(base + a for a in letters), *(base + a + b for a in letters for b in letters)]
+    for candidate in candidates:
+        if candidate not in taken:
+            return candidate
+    raise Conflict(
+        f"every default prefix from {base} is taken: set one (PUT /v1/stations/{{id}})",
+        field="case_prefix",
+        code="prefix_taken",
+    )
 
 
 @dataclass(frozen=True)

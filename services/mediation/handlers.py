@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.mediation import domain, views
@@ -29,7 +30,7 @@ from services.mediation.schemas import (
     ScheduleSession,
     Sweep,
 )
-from services.mediation.tables import case_counters, stations
+from services.mediation.tables import case_counters, case_prefixes, stations
 from services.mediation.vault import Parties, Vault
 from shared.aggregate import Aggregate, Conflict, DomainError
 from shared.clock import BEIJING, Clock
@@ -81,8 +82,38 @@ async def _next_number(uow: UnitOfWork, station: domain.UnionNode, name: str, ye
         )
         .returning(case_counters.c.last)
     )
-    prefix = await views.station_prefix(uow.conn, station.union_id) or domain.station_prefix(name)
+    prefix = await _station_prefix(uow, station.union_id, name)
     return domain.case_number(prefix, year, int(seq or 0))
+
+
+async def _claim_prefix(uow: UnitOfWork, prefix: str, union_id: uuid.UUID) -> bool:
+    """Make ``prefix`` the station's for good, unless another station has it. Two stations
+    claiming one prefix at once queue on its row: the second sees the first's, and is refused."""
+    await uow.conn.execute(
+        pg_insert(case_prefixes).values(prefix=prefix, union_id=union_id).on_conflict_do_nothing()
+    )
+    owner = await uow.conn.scalar(sa.select(case_prefixes.c.union_id).where(case_prefixes.c.prefix == prefix))
+    return bool(owner == union_id)
+
+
+async def _station_prefix(uow: UnitOfWork, union_id: uuid.UUID, name: str) -> str:
+    """The prefix the station's numbers take: the one staff set, else its default, which is
+    kept (``stations``) so that it never changes under it. The default skips every prefix
+    another station has (``domain.station_prefix``)."""
+    current = await views.station_prefix(uow.conn, union_id)
+    if current is not None and await _claim_prefix(uow, current, union_id):
+        return current
+    taken = await views.prefixes_of_others(uow.conn, union_id)
+    while True:  # bounded: each round adds a candidate to ``taken``; station_prefix raises at the end
+        candidate = domain.station_prefix(name, taken)
+        if await _claim_prefix(uow, candidate, union_id):
+            await uow.conn.execute(
+                pg_insert(stations)
+                .values(union_id=union_id, case_prefix=candidate)
+                .on_conflict_do_update(index_elements=[stations.c.union_id], set_={"case_prefix": candidate})
+            )
+            return candidate
+        taken.add(candidate)
 
 
 async def receive_case(
@@ -140,6 +171,13 @@ async def configure_station(
     found = await views.union(uow.conn, union_id)
     if found is None or found[0].level != "street":
         raise Conflict("only a known street union is a station", field="union_id", code="not_a_station")
+    if not await _claim_prefix(uow, command.case_prefix, union_id):
+        raise Conflict(
+            f"the case prefix {command.case_prefix} is another station's (numbers are counted per "
+            "station: one prefix at two stations would issue one number twice)",
+            field="case_prefix",
+            code="prefix_taken",
+        )
     await uow.conn.execute(
         pg_insert(stations)
         .values(union_id=union_id, case_prefix=command.case_prefix)
