@@ -210,7 +210,7 @@ async def schedule_session(
     """Book the handling union's mediation room; overlapping another session there is 409 ``room_taken``."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        booked = await handlers.schedule_session(uow, case_id, body, actor=_actor(principal))
+        booked = await handlers.schedule_session(uow, case_id, body, _clock(request), actor=_actor(principal))
         return views.session_created(booked)
 
     return await _runtime(request).command(request, principal, work, status_code=201, body=body)
@@ -452,12 +452,15 @@ async def get_station(request: Request, union_id: uuid.UUID, _: Reader) -> dict[
 
 @router.post("/deadlines/sweep", response_model=SweepAnswer)
 async def sweep(request: Request, principal: Writer, body: Sweep | None = None) -> JSONResponse:
-    """Run the daily sweep for ``on`` (default today): ``MediationDeadlinePassed`` once per overdue
-    case, ``ArbitrationLimitNear`` once per case near its limit. ``overdue`` lists every active
-    case past its deadline on that day."""
+    """Run the daily sweep for ``on`` (default today; a day after today is 422 naming ``on``):
+    ``MediationDeadlinePassed`` once per overdue case, ``ArbitrationLimitNear`` once per case near
+    its limit. ``overdue`` lists every active case past its deadline on that day. Staff bound to a
+    union sweep the cases their union handles now; unbound staff and supervisors sweep all."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        return views.sweep_answer(await handlers.sweep(uow, command, _clock(request)))
+        return views.sweep_answer(
+            await handlers.sweep(uow, command, _clock(request), actor=_actor(principal))
+        )
 
     command = body or Sweep()
     return await _runtime(request).command(request, principal, work, status_code=200, body=command)

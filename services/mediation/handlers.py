@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,7 +33,7 @@ from services.mediation.schemas import (
 from services.mediation.tables import case_counters, case_prefixes, stations
 from services.mediation.vault import Parties, Vault
 from shared.aggregate import Aggregate, Conflict, DomainError
-from shared.clock import BEIJING, Clock
+from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.mediation import Party
 from shared.envelope import EventEnvelope
@@ -198,7 +198,7 @@ class Booked:
 
 
 async def schedule_session(
-    uow: UnitOfWork, case_id: uuid.UUID, command: ScheduleSession, *, actor: Actor
+    uow: UnitOfWork, case_id: uuid.UUID, command: ScheduleSession, clock: Clock, *, actor: Actor
 ) -> Booked:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
@@ -207,13 +207,8 @@ async def schedule_session(
     await uow.lock(LockSpace.ROOM, room_id)  # bookings of one room one at a time
     room = await uow.load(Room, str(room_id))
     session_id = uuid.uuid4()
-    room.book(
-        union_id=case.handling_union_id,
-        session_id=session_id,
-        case_id=case.case_id,
-        starts_at=command.starts_at,
-        ends_at=command.ends_at,
-    )
+    # The case decides first (active, the session's instants within bounds), then the room
+    # (its order, its length, no overlap).
     case.schedule_session(
         session_id=session_id,
         room_id=room_id,
@@ -221,6 +216,14 @@ async def schedule_session(
         ends_at=command.ends_at,
         mediator=command.mediator,
         parties_present=list(command.parties_present),
+        today=clock(),
+    )
+    room.book(
+        union_id=case.handling_union_id,
+        session_id=session_id,
+        case_id=case.case_id,
+        starts_at=command.starts_at,
+        ends_at=command.ends_at,
     )
     # One statement for both streams: a concurrent booking of the same room fails on the room's
     # stream version, and the retry decides again on the room as it now is.
@@ -308,7 +311,8 @@ async def record_fulfilment(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    case.record_fulfilment(amount=command.amount_paid, on=command.fulfilled_on or clock())
+    today = clock()
+    case.record_fulfilment(amount=command.amount_paid, on=command.fulfilled_on or today, today=today)
     await uow.save(case)
     return case
 
@@ -318,7 +322,8 @@ async def employer_refused(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    case.employer_refuses(on=command.on or clock())
+    today = clock()
+    case.employer_refuses(on=command.on or today, today=today)
     await uow.save(case)
     if command.reason:
         await vault.keep_text(uow.conn, case.case_id, case.version, "reason", command.reason)
@@ -330,16 +335,19 @@ async def withdraw(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    on = command.on or clock()
-    case.withdraw(on=on)
+    today = clock()
+    on = command.on or today
+    rooms = case.rooms_booked()
+    case.withdraw(on=on, today=today)
     await uow.save(case)
-    if case.handling_union_id is not None:
-        # Its sessions from that day on will not be held: the room is free for other cases.
-        room_id = domain.room_id(case.handling_union_id)
+    # Its sessions from that day on will not be held: each room holding one is free for other
+    # cases. That is the room each was booked in, which after an escalation is still the
+    # station's for the sessions booked there, not the handling union's.
+    since = domain.beijing_midnight(on)
+    for room_id in rooms:
         await uow.lock(LockSpace.ROOM, room_id)
         room = await uow.load(Room, str(room_id))
-        since = datetime.combine(on, time.min, tzinfo=BEIJING)
-        room.release_case(union_id=case.handling_union_id, case_id=case.case_id, since=since)
+        room.release_case(case_id=case.case_id, since=since)
         if room.pending_events:
             await uow.save(room)
     if command.reason:
@@ -379,13 +387,21 @@ class SweepResult:
     emitted: int = 0
 
 
-async def sweep(uow: UnitOfWork, command: Sweep, clock: Clock) -> SweepResult:
+async def sweep(uow: UnitOfWork, command: Sweep, clock: Clock, *, actor: Actor | None = None) -> SweepResult:
     """Every active case past its mediation deadline or near its arbitration limit on ``on``:
-    ``MediationDeadlinePassed`` / ``ArbitrationLimitNear`` once each (a second sweep adds none)."""
-    on = command.on or clock()
+    ``MediationDeadlinePassed`` / ``ArbitrationLimitNear`` once each (a second sweep adds none).
+
+    ``on`` is today or a past day (a missed day caught up), never a day to come. Staff bound to a
+    union sweep the cases their union handles now (they act on no others, and must not learn
+    other stations' case ids from the answer); unbound staff, supervisors and the CronJob
+    (``actor`` None) sweep every case."""
+    today = clock()
+    on = command.on or today
+    domain.check_sweep_day(on, today=today)
     result = SweepResult(on)
     changed: list[Aggregate[str]] = []
-    for case_id in await views.sweep_candidates(uow.conn, on):
+    handling = actor.union_id if actor is not None else None
+    for case_id in await views.sweep_candidates(uow.conn, on, handling_union_id=handling):
         case = await _case(uow, case_id)
         found = case.sweep(on)
         if case.pending_events:

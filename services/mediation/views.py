@@ -99,9 +99,13 @@ async def station_answer(conn: AsyncConnection, union_id: uuid.UUID) -> JSON:
 # --- the sweep ------------------------------------------------------------------------------------
 
 
-async def sweep_candidates(conn: AsyncConnection, on: date) -> list[uuid.UUID]:
+async def sweep_candidates(
+    conn: AsyncConnection, on: date, *, handling_union_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Active cases past their deadline or near their limit on ``on`` (of one handling union, if
+    given). ``on`` is never after today, so the warning horizon stays inside the calendar."""
     warn = on + timedelta(days=periods.LIMIT_WARNING_DAYS)
-    rows = await conn.execute(
+    query = (
         sa.select(cases.c.case_id)
         .where(
             cases.c.status.in_([s.value for s in ACTIVE]),
@@ -109,7 +113,9 @@ async def sweep_candidates(conn: AsyncConnection, on: date) -> list[uuid.UUID]:
         )
         .order_by(cases.c.case_number)
     )
-    return [r[0] for r in rows]
+    if handling_union_id is not None:
+        query = query.where(cases.c.handling_union_id == handling_union_id)
+    return [r[0] for r in await conn.execute(query)]
 
 
 def sweep_answer(result: Any) -> JSON:

@@ -309,7 +309,7 @@ async def test_withstood_day_15_is_not_overdue_and_day_16_is(mediation: Mediatio
     assert case["mediation_deadline"] == "2026-09-16"
     on_15 = (await mediation.post("/deadlines/sweep", {"on": "2026-09-16"})).json()
     assert case["case_id"] not in on_15["overdue"]
-    on_16 = (await mediation.post("/deadlines/sweep", {"on": "2026-09-17"})).json()
+    on_16 = (await mediation.sweep_on("2026-09-17")).json()
     assert case["case_id"] in on_16["overdue"]
 
 

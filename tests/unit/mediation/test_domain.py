@@ -228,11 +228,11 @@ def test_agreement_then_fulfilment_closes_the_case() -> None:
     case = _received()
     case.agree(amount=Decimal("6000"), due_on=date(2026, 4, 1), today=date(2026, 3, 9))
     assert case.status is Status.AGREED
-    case.record_fulfilment(amount=Decimal("6000"), on=date(2026, 3, 30))
+    case.record_fulfilment(amount=Decimal("6000"), on=date(2026, 3, 30), today=date(2026, 3, 30))
     with pytest.raises(Conflict):
-        case.record_fulfilment(amount=Decimal("1"), on=date(2026, 3, 31))
+        case.record_fulfilment(amount=Decimal("1"), on=date(2026, 3, 31), today=date(2026, 3, 31))
     for act in (
-        lambda: case.withdraw(on=date(2026, 4, 2)),
+        lambda: case.withdraw(on=date(2026, 4, 2), today=date(2026, 4, 2)),
         lambda: case.refer(body="x", on=date(2026, 4, 2)),
     ):
         with pytest.raises(Conflict) as closed:
@@ -242,7 +242,7 @@ def test_agreement_then_fulfilment_closes_the_case() -> None:
 
 def test_refusal_keeps_the_case_open_for_referral() -> None:
     case = _received()
-    case.employer_refuses(on=date(2026, 3, 5))
+    case.employer_refuses(on=date(2026, 3, 5), today=date(2026, 3, 5))
     assert case.status is Status.OPEN and case.employer_refused
     case.refer(body="顺义区劳动人事争议仲裁委员会", on=date(2026, 3, 6))
     assert case.status is Status.REFERRED
@@ -290,7 +290,7 @@ def test_sweep_flags_a_near_arbitration_limit_once() -> None:
 
 def test_closed_cases_are_not_swept() -> None:
     case = _received()
-    case.withdraw(on=date(2026, 3, 3))
+    case.withdraw(on=date(2026, 3, 3), today=date(2026, 3, 3))
     case.mark_saved()
     assert case.sweep(date(2027, 1, 1)) == []
 
@@ -361,6 +361,7 @@ def test_minutes_belong_to_the_sessions_mediator() -> None:
         ends_at=_at(9, 10),
         mediator="mediator-1",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     assert case.may_keep_minutes(session, "mediator-1", supervisor=False)
     assert not case.may_keep_minutes(session, "mediator-2", supervisor=False)
@@ -388,6 +389,7 @@ def test_a_cancelled_session_frees_its_time_in_the_room_and_cannot_be_cancelled_
         ends_at=_at(9, 11),
         mediator="m",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     room.mark_saved()
     case.mark_saved()
@@ -424,6 +426,7 @@ def test_a_held_session_cannot_be_cancelled() -> None:
             ends_at=_at(day, 10),
             mediator="m",
             parties_present=[],
+            today=date(2026, 3, 2),
         )
     case.record_minutes(minuted, by="m")
     for session in (past, minuted):
@@ -439,6 +442,7 @@ def test_a_held_session_cannot_be_cancelled() -> None:
         ends_at=datetime(2026, 3, 9, 0, 30, tzinfo=UTC),
         mediator="m",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     case.cancel_session(late, today=date(2026, 3, 9))
 
