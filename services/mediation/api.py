@@ -292,6 +292,7 @@ async def read_minutes(
             raise
         session = await views.session_row(conn, row["case_id"], session_id)
     if session is None:
+        await refused("the case has no such session")
         raise NotFound(f"session {session_id} not found")
     allowed = principal.role is Role.SUPERVISOR or session["mediator"] == principal.subject
     await trail.record(

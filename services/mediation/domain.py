@@ -212,6 +212,9 @@ class Case(Aggregate[str]):
         self.case_number = ""
         self.station_union_id: uuid.UUID | None = None
         self.handling_union_id: uuid.UUID | None = None
+        #: Every union that has handled the case (the station, then each tier it was escalated
+        #: to): their staff see it, so to the staff of any other union it does not exist.
+        self.handled_by: list[uuid.UUID] = []
         self.received_on: date | None = None
         self.learned_on: date | None = None
         self.mediation_deadline: date | None = None
@@ -327,6 +330,8 @@ class Case(Aggregate[str]):
 
     def record_minutes(self, session_id: uuid.UUID, *, by: str) -> None:
         session = self.session(session_id)
+        if session.cancelled:
+            raise Conflict("this session was cancelled: it was not held", code="session_cancelled")
         if session.minutes:
             raise Conflict("this session's minutes are already recorded", code="minutes_recorded")
         self._raise(MinutesRecorded(case_id=self.case_id, session_id=session_id, recorded_by=by))
@@ -470,6 +475,7 @@ class Case(Aggregate[str]):
     def _received(self, e: CaseReceived) -> None:
         self.case_number = e.case_number
         self.station_union_id = self.handling_union_id = e.station_union_id
+        self.handled_by = [e.station_union_id]
         self.received_on, self.learned_on = e.received_on, e.learned_on
         self.mediation_deadline, self.arbitration_limit = e.mediation_deadline, e.arbitration_limit
 
@@ -510,6 +516,8 @@ class Case(Aggregate[str]):
     @applies(CaseEscalated)
     def _escalated(self, e: CaseEscalated) -> None:
         self.status, self.tier, self.handling_union_id = Status.ESCALATED, e.to_tier, e.to_union_id
+        if e.to_union_id not in self.handled_by:
+            self.handled_by.append(e.to_union_id)
         self.mediation_deadline = e.mediation_deadline
         self.employer_refused = False  # the higher tier mediates afresh
 

@@ -2,7 +2,9 @@
 
 Also the reaction to ``membership.events`` (the union tree and members, ``on_membership_event``).
 Who may act is decided here from the caller (``Actor``): staff bound to a union act on the cases
-that union handles; federation-wide staff and supervisors act on every case.
+that union handles; federation-wide staff and supervisors act on every case. A case the caller's
+union has never handled is "not found" to it, on writes as on reads: a 403 would tell another
+station's staff which case ids exist.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from services.mediation.schemas import (
 )
 from services.mediation.tables import case_counters, case_prefixes, stations
 from services.mediation.vault import Parties, Vault
-from shared.aggregate import Aggregate, Conflict, DomainError
+from shared.aggregate import Aggregate, Conflict, DomainError, NotFound
 from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.mediation import Party
@@ -56,8 +58,19 @@ class Actor:
     def may_act_for(self, union_id: uuid.UUID | None) -> bool:
         return self.union_id is None or self.union_id == union_id
 
+    def may_see(self, case: Case) -> bool:
+        """The read rule (``views.may_see``) on the aggregate: unbound callers see every case,
+        a union's staff the cases their union has handled."""
+        return self.union_id is None or self.union_id in case.handled_by
+
+
+def _require_visible(actor: Actor, case: Case) -> None:
+    if not actor.may_see(case):
+        raise NotFound(f"case {case.id} not found")
+
 
 def _require_handler(actor: Actor, case: Case) -> None:
+    _require_visible(actor, case)
     if not actor.may_act_for(case.handling_union_id):
         raise Forbidden("only the union handling this case may change it", code="not_handling_union")
 
@@ -241,6 +254,9 @@ async def record_minutes(
     actor: Actor,
 ) -> Case:
     case = await _case(uow, case_id)
+    # Being named mediator is not enough: the booking names any subject, and staff of a union
+    # that never handled the case must not write into it (they cannot read it either).
+    _require_visible(actor, case)
     if not case.may_keep_minutes(session_id, actor.subject, supervisor=actor.supervisor):
         raise Forbidden(
             "only the session's mediator (or a supervisor) keeps its minutes", code="not_the_mediator"
@@ -272,6 +288,7 @@ async def cancel_session(
     The union handling the case may cancel, and so may the union whose room it is (after an
     escalation a session booked at the station stays in the station's room)."""
     case = await _case(uow, case_id)
+    _require_visible(actor, case)
     session = case.sessions.get(session_id)
     room_owner = (
         session is not None
