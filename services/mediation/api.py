@@ -207,7 +207,8 @@ async def get_case(request: Request, case_id: uuid.UUID, principal: Reader) -> d
 async def schedule_session(
     request: Request, case_id: uuid.UUID, body: ScheduleSession, principal: Writer
 ) -> JSONResponse:
-    """Book the handling union's mediation room; overlapping another session there is 409 ``room_taken``."""
+    """Book the handling union's mediation room; overlapping another session there is 409
+    ``room_taken``; a start more than 366 days ahead is 422 naming ``starts_at``."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
         booked = await handlers.schedule_session(uow, case_id, body, _clock(request), actor=_actor(principal))
@@ -433,7 +434,9 @@ async def queue(request: Request, union_id: uuid.UUID, principal: Reader) -> dic
 async def configure_station(
     request: Request, union_id: uuid.UUID, body: ConfigureStation, principal: Writer
 ) -> JSONResponse:
-    """Set the station's case-number prefix (``SY`` in ``SY-2026-0042``)."""
+    """Set the station's case-number prefix (``SY`` in ``SY-2026-0042``). A prefix is one
+    station's for good (its numbers were issued under it): another station's is 409
+    ``prefix_taken``."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
         await handlers.configure_station(uow, union_id, body, actor=_actor(principal))
