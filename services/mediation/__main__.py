@@ -19,6 +19,7 @@ from services.mediation.schemas import Sweep
 from services.mediation.settings import MediationSettings
 from services.mediation.vault import Vault
 from shared import ops
+from shared.aggregate import DomainError
 from shared.clock import beijing_today
 from shared.migrations import upgrade_to_head
 from shared.projections import RebuildProgress
@@ -61,7 +62,10 @@ def main() -> None:
     settings = MediationSettings()
     if args.command != "serve":
         configure_logging(settings.log_level, "mediation")
-        print(asyncio.run(_offline(settings, args.command, args.on)))
+        try:
+            print(asyncio.run(_offline(settings, args.command, args.on)))
+        except DomainError as refused:  # a sweep for a day after today
+            sys.exit(f"{args.command}: {refused.message}")
         return
     serve(create_app(settings), settings, settings.host, settings.port)
 

@@ -207,10 +207,11 @@ async def get_case(request: Request, case_id: uuid.UUID, principal: Reader) -> d
 async def schedule_session(
     request: Request, case_id: uuid.UUID, body: ScheduleSession, principal: Writer
 ) -> JSONResponse:
-    """Book the handling union's mediation room; overlapping another session there is 409 ``room_taken``."""
+    """Book the handling union's mediation room; overlapping another session there is 409
+    ``room_taken``; a start more than 366 days ahead is 422 naming ``starts_at``."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        booked = await handlers.schedule_session(uow, case_id, body, actor=_actor(principal))
+        booked = await handlers.schedule_session(uow, case_id, body, _clock(request), actor=_actor(principal))
         return views.session_created(booked)
 
     return await _runtime(request).command(request, principal, work, status_code=201, body=body)
@@ -292,6 +293,7 @@ async def read_minutes(
             raise
         session = await views.session_row(conn, row["case_id"], session_id)
     if session is None:
+        await refused("the case has no such session")
         raise NotFound(f"session {session_id} not found")
     allowed = principal.role is Role.SUPERVISOR or session["mediator"] == principal.subject
     await trail.record(
@@ -432,7 +434,9 @@ async def queue(request: Request, union_id: uuid.UUID, principal: Reader) -> dic
 async def configure_station(
     request: Request, union_id: uuid.UUID, body: ConfigureStation, principal: Writer
 ) -> JSONResponse:
-    """Set the station's case-number prefix (``SY`` in ``SY-2026-0042``)."""
+    """Set the station's case-number prefix (``SY`` in ``SY-2026-0042``). A prefix is one
+    station's for good (its numbers were issued under it): another station's is 409
+    ``prefix_taken``."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
         await handlers.configure_station(uow, union_id, body, actor=_actor(principal))
@@ -452,12 +456,15 @@ async def get_station(request: Request, union_id: uuid.UUID, _: Reader) -> dict[
 
 @router.post("/deadlines/sweep", response_model=SweepAnswer)
 async def sweep(request: Request, principal: Writer, body: Sweep | None = None) -> JSONResponse:
-    """Run the daily sweep for ``on`` (default today): ``MediationDeadlinePassed`` once per overdue
-    case, ``ArbitrationLimitNear`` once per case near its limit. ``overdue`` lists every active
-    case past its deadline on that day."""
+    """Run the daily sweep for ``on`` (default today; a day after today is 422 naming ``on``):
+    ``MediationDeadlinePassed`` once per overdue case, ``ArbitrationLimitNear`` once per case near
+    its limit. ``overdue`` lists every active case past its deadline on that day. Staff bound to a
+    union sweep the cases their union handles now; unbound staff and supervisors sweep all."""
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        return views.sweep_answer(await handlers.sweep(uow, command, _clock(request)))
+        return views.sweep_answer(
+            await handlers.sweep(uow, command, _clock(request), actor=_actor(principal))
+        )
 
     command = body or Sweep()
     return await _runtime(request).command(request, principal, work, status_code=200, body=command)

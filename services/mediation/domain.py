@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 
@@ -43,6 +43,15 @@ from shared.contracts.mediation import (
 NAMESPACE = uuid.UUID("5b0f3c2e-8a51-4f0e-9d7c-6f3e2a1b0c99")
 #: The longest session one booking may hold.
 MAX_SESSION = timedelta(hours=12)
+#: How far ahead a session may be booked: mediation runs 15 days a tier (45 over all three) and
+#: the arbitration limit is one year, so a session more than a year off is a typing error. This
+#: also keeps every session's Beijing day well inside the calendar (``9999-12-31T16:00Z`` is in
+#: the year 10000 in Beijing).
+MAX_SESSION_AHEAD = timedelta(days=366)
+#: The earliest receipt date: the Labour Dispute Mediation and Arbitration Law, whose periods
+#: (arts. 14 and 27) this service counts, took effect on 1 May 2008. A case "received" before it
+#: is a typing error, not a case to number and sweep.
+EARLIEST_RECEIPT = date(2008, 5, 1)
 #: Business dates are Beijing dates (UTC+8 all year, no daylight saving): the domain needs the
 #: offset to tell the day of a session, and takes no clock.
 _BEIJING = timezone(timedelta(hours=8))
@@ -53,6 +62,46 @@ def beijing_day(moment: datetime) -> date:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(_BEIJING).date()
+
+
+def beijing_midnight(day: date) -> datetime:
+    """The first instant of ``day`` in Beijing. Comparing an instant with it tells whether the
+    instant's Beijing day is before ``day`` without computing that day, which overflows for the
+    last hours of 9999-12-31 in UTC."""
+    return datetime.combine(day, time.min, tzinfo=_BEIJING)
+
+
+def check_day(on: date, *, since: date, today: date, field: str, what: str) -> None:
+    """A business date that records something that happened: not before ``since`` (the case's
+    receipt), not after today. Refused naming ``field``."""
+    if on > today:
+        raise InvalidInput(f"{what} cannot be dated after today ({today.isoformat()})", field=field)
+    if on < since:
+        raise InvalidInput(
+            f"{what} cannot be dated before the case was received ({since.isoformat()})", field=field
+        )
+
+
+def check_sweep_day(on: date, *, today: date) -> None:
+    """A sweep detects what has passed by ``on``: a day that has not come yet would report
+    deadlines before they pass (and, once per deadline, never again when they do)."""
+    if on > today:
+        raise InvalidInput(f"the sweep cannot run for a day after today ({today.isoformat()})", field="on")
+
+
+def check_session_window(starts_at: datetime, ends_at: datetime, *, today: date) -> None:
+    """Sessions start at most ``MAX_SESSION_AHEAD`` after the start of today (Beijing)."""
+    latest = beijing_midnight(today) + MAX_SESSION_AHEAD
+    if starts_at > latest:
+        raise InvalidInput(
+            f"a session starts at most {MAX_SESSION_AHEAD.days} days ahead (before {latest.isoformat()})",
+            field="starts_at",
+        )
+    if ends_at > latest + MAX_SESSION:
+        raise InvalidInput(
+            f"a session ends at most {MAX_SESSION_AHEAD.days} days ahead (before {latest.isoformat()})",
+            field="ends_at",
+        )
 
 
 class Status(StrEnum):
@@ -104,12 +153,26 @@ def case_number(prefix: str, year: int, seq: int) -> str:
     return f"{prefix}-{year}-{seq:04d}"
 
 
-def station_prefix(name: str) -> str:
+def station_prefix(name: str, taken: frozenset[str] | set[str] = frozenset()) -> str:
     """The default case-number prefix of a station: the initials of its name's first two words
-    (``Shi Yuan Street`` -> ``SY``); staff may set another (``PUT /v1/stations/{id}``)."""
+    (``Shi Yuan Street`` -> ``SY``); staff may set another (``PUT /v1/stations/{id}``).
+
+    A prefix belongs to one station (case numbers are counted per station, so two stations with
+    one prefix would issue one number twice): when the initials are ``taken`` by another station
+    a letter is added (``SYA``, ``SYB``, ... then ``SYAA``, ...)."""
     words = [w for w in "".join(c if c.isascii() and c.isalnum() else " " for c in name).split() if w]
     initials = "".join(w[0] for w in words[:2]).upper()
-    return initials if len(initials) == 2 else "MC"
+    base = initials if len(initials) == 2 else "MC"
+    letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    candidates = [base, *(base + a for a in letters), *(base + a + b for a in letters for b in letters)]
+    for candidate in candidates:
+        if candidate not in taken:
+            return candidate
+    raise Conflict(
+        f"every default prefix from {base} is taken: set one (PUT /v1/stations/{{id}})",
+        field="case_prefix",
+        code="prefix_taken",
+    )
 
 
 @dataclass(frozen=True)
@@ -149,6 +212,9 @@ class Case(Aggregate[str]):
         self.case_number = ""
         self.station_union_id: uuid.UUID | None = None
         self.handling_union_id: uuid.UUID | None = None
+        #: Every union that has handled the case (the station, then each tier it was escalated
+        #: to): their staff see it, so to the staff of any other union it does not exist.
+        self.handled_by: list[uuid.UUID] = []
         self.received_on: date | None = None
         self.learned_on: date | None = None
         self.mediation_deadline: date | None = None
@@ -195,6 +261,12 @@ class Case(Aggregate[str]):
             )
         if received_on > today:
             raise InvalidInput("a case cannot be received in the future", field="received_on")
+        if received_on < EARLIEST_RECEIPT:
+            raise InvalidInput(
+                f"a case is received on or after {EARLIEST_RECEIPT.isoformat()}, when the Labour Dispute "
+                "Mediation and Arbitration Law whose periods this service counts took effect",
+                field="received_on",
+            )
         if learned_on > received_on:
             raise InvalidInput(
                 "the worker cannot have learned of the infringement after the case was received",
@@ -230,8 +302,10 @@ class Case(Aggregate[str]):
         ends_at: datetime,
         mediator: str,
         parties_present: list[str],
+        today: date,
     ) -> None:
         self._require_active("schedule a session")
+        check_session_window(starts_at, ends_at, today=today)
         self._raise(
             MediationSessionScheduled(
                 case_id=self.case_id,
@@ -256,6 +330,8 @@ class Case(Aggregate[str]):
 
     def record_minutes(self, session_id: uuid.UUID, *, by: str) -> None:
         session = self.session(session_id)
+        if session.cancelled:
+            raise Conflict("this session was cancelled: it was not held", code="session_cancelled")
         if session.minutes:
             raise Conflict("this session's minutes are already recorded", code="minutes_recorded")
         self._raise(MinutesRecorded(case_id=self.case_id, session_id=session_id, recorded_by=by))
@@ -269,7 +345,7 @@ class Case(Aggregate[str]):
             raise NotFound(f"session {session_id} not found")
         if session.cancelled:
             raise Conflict("this session is already cancelled", code="session_cancelled")
-        if session.minutes or beijing_day(session.starts_at) < today:
+        if session.minutes or session.starts_at < beijing_midnight(today):
             raise Conflict("this session has already been held", code="session_held")
         if self.status is Status.WITHDRAWN:
             raise Conflict("the case is withdrawn: its sessions were released with it", code="case_closed")
@@ -280,6 +356,14 @@ class Case(Aggregate[str]):
             )
         )
         return session
+
+    def rooms_booked(self) -> list[uuid.UUID]:
+        """The rooms holding this case's sessions that are not cancelled, in a fixed order (the
+        order their locks are taken in)."""
+        return sorted(
+            {s.room_id for s in self.sessions.values() if s.room_id is not None and not s.cancelled},
+            key=str,
+        )
 
     def agree(self, *, amount: Decimal, due_on: date, today: date) -> None:
         self._require_active("record an agreement")
@@ -297,21 +381,28 @@ class Case(Aggregate[str]):
             )
         )
 
-    def record_fulfilment(self, *, amount: Decimal, on: date) -> None:
+    def _check_day(self, on: date, *, today: date, field: str, what: str) -> None:
+        assert self.received_on is not None
+        check_day(on, since=self.received_on, today=today, field=field, what=what)
+
+    def record_fulfilment(self, *, amount: Decimal, on: date, today: date) -> None:
         if self.status is not Status.AGREED:
             raise Conflict("only an agreement can be fulfilled", code="not_agreed")
         if self.fulfilled:
             raise Conflict("the agreement's fulfilment is already recorded", code="already_fulfilled")
+        self._check_day(on, today=today, field="fulfilled_on", what="a fulfilment")
         self._raise(AgreementFulfilled(case_id=self.case_id, amount_paid=amount, fulfilled_on=on))
 
-    def employer_refuses(self, *, on: date) -> None:
+    def employer_refuses(self, *, on: date, today: date) -> None:
         self._require_active("record a refusal")
         if self.employer_refused:
             raise Conflict("the employer's refusal is already recorded", code="already_refused")
+        self._check_day(on, today=today, field="on", what="a refusal")
         self._raise(EmployerRefused(case_id=self.case_id, refused_on=on))
 
-    def withdraw(self, *, on: date) -> None:
+    def withdraw(self, *, on: date, today: date) -> None:
         self._require_active("withdraw it")
+        self._check_day(on, today=today, field="on", what="a withdrawal")
         self._raise(CaseWithdrawn(case_id=self.case_id, withdrawn_on=on))
 
     def refer(self, *, body: str, on: date) -> None:
@@ -384,6 +475,7 @@ class Case(Aggregate[str]):
     def _received(self, e: CaseReceived) -> None:
         self.case_number = e.case_number
         self.station_union_id = self.handling_union_id = e.station_union_id
+        self.handled_by = [e.station_union_id]
         self.received_on, self.learned_on = e.received_on, e.learned_on
         self.mediation_deadline, self.arbitration_limit = e.mediation_deadline, e.arbitration_limit
 
@@ -424,6 +516,8 @@ class Case(Aggregate[str]):
     @applies(CaseEscalated)
     def _escalated(self, e: CaseEscalated) -> None:
         self.status, self.tier, self.handling_union_id = Status.ESCALATED, e.to_tier, e.to_union_id
+        if e.to_union_id not in self.handled_by:
+            self.handled_by.append(e.to_union_id)
         self.mediation_deadline = e.mediation_deadline
         self.employer_refused = False  # the higher tier mediates afresh
 
@@ -500,15 +594,17 @@ class Room(Aggregate[str]):
             )
         )
 
-    def release_case(self, *, union_id: uuid.UUID, case_id: uuid.UUID, since: datetime) -> None:
-        """A withdrawn case gives up its sessions that start at ``since`` (the start of the day of
-        withdrawal) or later; the ones already held stay in the room's history."""
+    def release_case(self, *, case_id: uuid.UUID, since: datetime) -> None:
+        """A withdrawn case gives up its sessions in this room that start at ``since`` (the start
+        of the day of withdrawal) or later; the ones already held stay in the room's history. The
+        room may be another union's than the one handling the case now: a session booked at the
+        station stays in the station's room when the case is escalated."""
         for session_id, (start, _end) in list(self.bookings.items()):
-            if self.cases.get(session_id) == case_id and start >= since:
+            if self.cases.get(session_id) == case_id and start >= since and self.union_id is not None:
                 self._raise(
                     RoomReleased(
                         room_id=uuid.UUID(self.id),
-                        station_union_id=union_id,
+                        station_union_id=self.union_id,
                         session_id=session_id,
                         case_id=case_id,
                         cause=ReleaseCause.CASE_WITHDRAWN,

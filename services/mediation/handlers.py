@@ -2,15 +2,18 @@
 
 Also the reaction to ``membership.events`` (the union tree and members, ``on_membership_event``).
 Who may act is decided here from the caller (``Actor``): staff bound to a union act on the cases
-that union handles; federation-wide staff and supervisors act on every case.
+that union handles; federation-wide staff and supervisors act on every case. A case the caller's
+union has never handled is "not found" to it, on writes as on reads: a 403 would tell another
+station's staff which case ids exist.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.mediation import domain, views
@@ -29,10 +32,10 @@ from services.mediation.schemas import (
     ScheduleSession,
     Sweep,
 )
-from services.mediation.tables import case_counters, stations
+from services.mediation.tables import case_counters, case_prefixes, stations
 from services.mediation.vault import Parties, Vault
-from shared.aggregate import Aggregate, Conflict, DomainError
-from shared.clock import BEIJING, Clock
+from shared.aggregate import Aggregate, Conflict, DomainError, NotFound
+from shared.clock import Clock
 from shared.contracts import membership as m
 from shared.contracts.mediation import Party
 from shared.envelope import EventEnvelope
@@ -55,8 +58,19 @@ class Actor:
     def may_act_for(self, union_id: uuid.UUID | None) -> bool:
         return self.union_id is None or self.union_id == union_id
 
+    def may_see(self, case: Case) -> bool:
+        """The read rule (``views.may_see``) on the aggregate: unbound callers see every case,
+        a union's staff the cases their union has handled."""
+        return self.union_id is None or self.union_id in case.handled_by
+
+
+def _require_visible(actor: Actor, case: Case) -> None:
+    if not actor.may_see(case):
+        raise NotFound(f"case {case.id} not found")
+
 
 def _require_handler(actor: Actor, case: Case) -> None:
+    _require_visible(actor, case)
     if not actor.may_act_for(case.handling_union_id):
         raise Forbidden("only the union handling this case may change it", code="not_handling_union")
 
@@ -81,8 +95,38 @@ async def _next_number(uow: UnitOfWork, station: domain.UnionNode, name: str, ye
         )
         .returning(case_counters.c.last)
     )
-    prefix = await views.station_prefix(uow.conn, station.union_id) or domain.station_prefix(name)
+    prefix = await _station_prefix(uow, station.union_id, name)
     return domain.case_number(prefix, year, int(seq or 0))
+
+
+async def _claim_prefix(uow: UnitOfWork, prefix: str, union_id: uuid.UUID) -> bool:
+    """Make ``prefix`` the station's for good, unless another station has it. Two stations
+    claiming one prefix at once queue on its row: the second sees the first's, and is refused."""
+    await uow.conn.execute(
+        pg_insert(case_prefixes).values(prefix=prefix, union_id=union_id).on_conflict_do_nothing()
+    )
+    owner = await uow.conn.scalar(sa.select(case_prefixes.c.union_id).where(case_prefixes.c.prefix == prefix))
+    return bool(owner == union_id)
+
+
+async def _station_prefix(uow: UnitOfWork, union_id: uuid.UUID, name: str) -> str:
+    """The prefix the station's numbers take: the one staff set, else its default, which is
+    kept (``stations``) so that it never changes under it. The default skips every prefix
+    another station has (``domain.station_prefix``)."""
+    current = await views.station_prefix(uow.conn, union_id)
+    if current is not None and await _claim_prefix(uow, current, union_id):
+        return current
+    taken = await views.prefixes_of_others(uow.conn, union_id)
+    while True:  # bounded: each round adds a candidate to ``taken``; station_prefix raises at the end
+        candidate = domain.station_prefix(name, taken)
+        if await _claim_prefix(uow, candidate, union_id):
+            await uow.conn.execute(
+                pg_insert(stations)
+                .values(union_id=union_id, case_prefix=candidate)
+                .on_conflict_do_update(index_elements=[stations.c.union_id], set_={"case_prefix": candidate})
+            )
+            return candidate
+        taken.add(candidate)
 
 
 async def receive_case(
@@ -140,6 +184,13 @@ async def configure_station(
     found = await views.union(uow.conn, union_id)
     if found is None or found[0].level != "street":
         raise Conflict("only a known street union is a station", field="union_id", code="not_a_station")
+    if not await _claim_prefix(uow, command.case_prefix, union_id):
+        raise Conflict(
+            f"the case prefix {command.case_prefix} is another station's (numbers are counted per "
+            "station: one prefix at two stations would issue one number twice)",
+            field="case_prefix",
+            code="prefix_taken",
+        )
     await uow.conn.execute(
         pg_insert(stations)
         .values(union_id=union_id, case_prefix=command.case_prefix)
@@ -160,7 +211,7 @@ class Booked:
 
 
 async def schedule_session(
-    uow: UnitOfWork, case_id: uuid.UUID, command: ScheduleSession, *, actor: Actor
+    uow: UnitOfWork, case_id: uuid.UUID, command: ScheduleSession, clock: Clock, *, actor: Actor
 ) -> Booked:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
@@ -169,13 +220,8 @@ async def schedule_session(
     await uow.lock(LockSpace.ROOM, room_id)  # bookings of one room one at a time
     room = await uow.load(Room, str(room_id))
     session_id = uuid.uuid4()
-    room.book(
-        union_id=case.handling_union_id,
-        session_id=session_id,
-        case_id=case.case_id,
-        starts_at=command.starts_at,
-        ends_at=command.ends_at,
-    )
+    # The case decides first (active, the session's instants within bounds), then the room
+    # (its order, its length, no overlap).
     case.schedule_session(
         session_id=session_id,
         room_id=room_id,
@@ -183,6 +229,14 @@ async def schedule_session(
         ends_at=command.ends_at,
         mediator=command.mediator,
         parties_present=list(command.parties_present),
+        today=clock(),
+    )
+    room.book(
+        union_id=case.handling_union_id,
+        session_id=session_id,
+        case_id=case.case_id,
+        starts_at=command.starts_at,
+        ends_at=command.ends_at,
     )
     # One statement for both streams: a concurrent booking of the same room fails on the room's
     # stream version, and the retry decides again on the room as it now is.
@@ -200,6 +254,9 @@ async def record_minutes(
     actor: Actor,
 ) -> Case:
     case = await _case(uow, case_id)
+    # Being named mediator is not enough: the booking names any subject, and staff of a union
+    # that never handled the case must not write into it (they cannot read it either).
+    _require_visible(actor, case)
     if not case.may_keep_minutes(session_id, actor.subject, supervisor=actor.supervisor):
         raise Forbidden(
             "only the session's mediator (or a supervisor) keeps its minutes", code="not_the_mediator"
@@ -231,6 +288,7 @@ async def cancel_session(
     The union handling the case may cancel, and so may the union whose room it is (after an
     escalation a session booked at the station stays in the station's room)."""
     case = await _case(uow, case_id)
+    _require_visible(actor, case)
     session = case.sessions.get(session_id)
     room_owner = (
         session is not None
@@ -270,7 +328,8 @@ async def record_fulfilment(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    case.record_fulfilment(amount=command.amount_paid, on=command.fulfilled_on or clock())
+    today = clock()
+    case.record_fulfilment(amount=command.amount_paid, on=command.fulfilled_on or today, today=today)
     await uow.save(case)
     return case
 
@@ -280,7 +339,8 @@ async def employer_refused(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    case.employer_refuses(on=command.on or clock())
+    today = clock()
+    case.employer_refuses(on=command.on or today, today=today)
     await uow.save(case)
     if command.reason:
         await vault.keep_text(uow.conn, case.case_id, case.version, "reason", command.reason)
@@ -292,16 +352,19 @@ async def withdraw(
 ) -> Case:
     case = await _case(uow, case_id)
     _require_handler(actor, case)
-    on = command.on or clock()
-    case.withdraw(on=on)
+    today = clock()
+    on = command.on or today
+    rooms = case.rooms_booked()
+    case.withdraw(on=on, today=today)
     await uow.save(case)
-    if case.handling_union_id is not None:
-        # Its sessions from that day on will not be held: the room is free for other cases.
-        room_id = domain.room_id(case.handling_union_id)
+    # Its sessions from that day on will not be held: each room holding one is free for other
+    # cases. That is the room each was booked in, which after an escalation is still the
+    # station's for the sessions booked there, not the handling union's.
+    since = domain.beijing_midnight(on)
+    for room_id in rooms:
         await uow.lock(LockSpace.ROOM, room_id)
         room = await uow.load(Room, str(room_id))
-        since = datetime.combine(on, time.min, tzinfo=BEIJING)
-        room.release_case(union_id=case.handling_union_id, case_id=case.case_id, since=since)
+        room.release_case(case_id=case.case_id, since=since)
         if room.pending_events:
             await uow.save(room)
     if command.reason:
@@ -341,13 +404,21 @@ class SweepResult:
     emitted: int = 0
 
 
-async def sweep(uow: UnitOfWork, command: Sweep, clock: Clock) -> SweepResult:
+async def sweep(uow: UnitOfWork, command: Sweep, clock: Clock, *, actor: Actor | None = None) -> SweepResult:
     """Every active case past its mediation deadline or near its arbitration limit on ``on``:
-    ``MediationDeadlinePassed`` / ``ArbitrationLimitNear`` once each (a second sweep adds none)."""
-    on = command.on or clock()
+    ``MediationDeadlinePassed`` / ``ArbitrationLimitNear`` once each (a second sweep adds none).
+
+    ``on`` is today or a past day (a missed day caught up), never a day to come. Staff bound to a
+    union sweep the cases their union handles now (they act on no others, and must not learn
+    other stations' case ids from the answer); unbound staff, supervisors and the CronJob
+    (``actor`` None) sweep every case."""
+    today = clock()
+    on = command.on or today
+    domain.check_sweep_day(on, today=today)
     result = SweepResult(on)
     changed: list[Aggregate[str]] = []
-    for case_id in await views.sweep_candidates(uow.conn, on):
+    handling = actor.union_id if actor is not None else None
+    for case_id in await views.sweep_candidates(uow.conn, on, handling_union_id=handling):
         case = await _case(uow, case_id)
         found = case.sweep(on)
         if case.pending_events:

@@ -1,8 +1,8 @@
 """Inline read models of our own events (``apply``, run in the appending transaction and by a
 rebuild), and the union tree and members from ``membership.events`` (``MEMBERSHIP``).
 
-Every write is idempotent (insert-or-ignore, or an update to the value the event fixes), so a
-replayed event leaves the same rows."""
+Every write is idempotent (insert-or-ignore on the primary key only, or an update to the value
+the event fixes), so a replayed event leaves the same rows."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
                 event_type=env.event_type,
                 data=env.data,
             )
-            .on_conflict_do_nothing()
+            .on_conflict_do_nothing(index_elements=[case_history.c.event_id])
         )
         await conn.execute(
             sa.update(cases)
@@ -94,7 +94,10 @@ async def _received(conn: AsyncConnection, env: EventEnvelope, e: c.CaseReceived
             handled_by=[e.station_union_id],
             version=env.aggregate_version,
         )
-        .on_conflict_do_nothing()
+        # A replay meets its own row (the primary key); any other unique index it meets is a
+        # fault to raise, never a case to lose silently (case numbers are unique per prefix, and
+        # a prefix is one station's: tables.case_prefixes).
+        .on_conflict_do_nothing(index_elements=[cases.c.case_id])
     )
 
 
@@ -112,7 +115,7 @@ async def _session(conn: AsyncConnection, env: EventEnvelope, e: c.MediationSess
             parties_present=e.parties_present,
             minutes_recorded=False,
         )
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing(index_elements=[sessions.c.session_id])
     )
 
 

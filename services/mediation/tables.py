@@ -1,5 +1,5 @@
 """The mediation service's tables. Read models (``READ_MODEL_TABLES``) are rebuilt from the event
-store; the vault tables (encrypted parties, texts, minutes) and the case counter are not: what
+store; the vault tables (encrypted parties, texts, minutes), the case counter and the prefixes are not: what
 they hold never is in an event."""
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ stations = sa.Table(
     metadata,
     sa.Column("union_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("case_prefix", sa.Text, nullable=False),
+)
+
+#: Every prefix a station has used or set, owned by that station for good (migration 0004):
+#: numbers are counted per station, so one prefix at two stations would issue a number twice.
+case_prefixes = sa.Table(
+    "case_prefixes",
+    metadata,
+    sa.Column("prefix", sa.Text, primary_key=True),
+    sa.Column("union_id", UUID(as_uuid=True), nullable=False),
+    sa.Index("ix_case_prefixes_union_id", "union_id"),
 )
 
 case_counters = sa.Table(

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.mediation import calendar, domain, periods
 from services.mediation.domain import ACTIVE, Case, UnionNode
-from services.mediation.tables import case_history, cases, members, sessions, stations, unions
+from services.mediation.tables import case_history, case_prefixes, cases, members, sessions, stations, unions
 from services.mediation.vault import Vault
 from shared.contracts.mediation import Tier
 
@@ -76,14 +76,22 @@ async def station_prefix(conn: AsyncConnection, union_id: uuid.UUID) -> str | No
     return prefix
 
 
+async def prefixes_of_others(conn: AsyncConnection, union_id: uuid.UUID) -> set[str]:
+    """Every prefix another station has used or set: none of them is this station's default."""
+    rows = await conn.execute(sa.select(case_prefixes.c.prefix).where(case_prefixes.c.union_id != union_id))
+    return {r[0] for r in rows}
+
+
 async def station_answer(conn: AsyncConnection, union_id: uuid.UUID) -> JSON:
     found = await union(conn, union_id)
     assert found is not None
     prefix = await station_prefix(conn, union_id)
+    if prefix is None:  # the default its first case will take, as things stand now
+        prefix = domain.station_prefix(found[1], await prefixes_of_others(conn, union_id))
     return {
         "union_id": str(union_id),
         "name": found[1],
-        "case_prefix": prefix or domain.station_prefix(found[1]),
+        "case_prefix": prefix,
         "room_id": str(domain.room_id(union_id)),
     }
 
@@ -91,9 +99,13 @@ async def station_answer(conn: AsyncConnection, union_id: uuid.UUID) -> JSON:
 # --- the sweep ------------------------------------------------------------------------------------
 
 
-async def sweep_candidates(conn: AsyncConnection, on: date) -> list[uuid.UUID]:
+async def sweep_candidates(
+    conn: AsyncConnection, on: date, *, handling_union_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Active cases past their deadline or near their limit on ``on`` (of one handling union, if
+    given). ``on`` is never after today, so the warning horizon stays inside the calendar."""
     warn = on + timedelta(days=periods.LIMIT_WARNING_DAYS)
-    rows = await conn.execute(
+    query = (
         sa.select(cases.c.case_id)
         .where(
             cases.c.status.in_([s.value for s in ACTIVE]),
@@ -101,7 +113,9 @@ async def sweep_candidates(conn: AsyncConnection, on: date) -> list[uuid.UUID]:
         )
         .order_by(cases.c.case_number)
     )
-    return [r[0] for r in rows]
+    if handling_union_id is not None:
+        query = query.where(cases.c.handling_union_id == handling_union_id)
+    return [r[0] for r in await conn.execute(query)]
 
 
 def sweep_answer(result: Any) -> JSON:

@@ -138,6 +138,16 @@ class Mediation:
     async def get(self, path: str, who: str = "staff") -> httpx.Response:
         return await self.http.get(f"/v1{path}", headers=token(who))
 
+    async def sweep_on(self, day: str, who: str = "staff") -> httpx.Response:
+        """The sweep run on ``day`` as that day's sweep: the clock is set to it (a sweep for a
+        day after today is refused), and back afterwards."""
+        saved = self.clock.today
+        self.clock.today = date.fromisoformat(day)
+        try:
+            return await self.post("/deadlines/sweep", {"on": day}, who)
+        finally:
+            self.clock.today = saved
+
     async def stored_events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(events.c.event_type, events.c.stream_id, events.c.data).order_by(events.c.position)
         if event_type:

@@ -122,11 +122,11 @@ async def test_idempotency_key_receives_one_case(mediation: Mediation) -> None:
 async def test_the_sweep_flags_a_case_the_day_after_its_deadline_once(mediation: Mediation) -> None:
     case = await mediation.new_case(received_on="2026-09-16", learned_on="2026-09-10")
     assert case["mediation_deadline"] == "2026-10-08"
-    on_the_day = (await mediation.post("/deadlines/sweep", {"on": "2026-10-08"})).json()
+    on_the_day = (await mediation.sweep_on("2026-10-08")).json()
     assert case["case_id"] not in on_the_day["overdue"]
-    after = (await mediation.post("/deadlines/sweep", {"on": "2026-10-09"})).json()
+    after = (await mediation.sweep_on("2026-10-09")).json()
     assert case["case_id"] in after["overdue"]
-    again = (await mediation.post("/deadlines/sweep", {"on": "2026-10-09"})).json()
+    again = (await mediation.sweep_on("2026-10-09")).json()
     assert case["case_id"] in again["overdue"] and again["events_emitted"] == 0
     passed = [
         e
@@ -142,9 +142,9 @@ async def test_the_sweep_flags_a_near_arbitration_limit(mediation: Mediation) ->
     # Learned 2025-10-20: the limit is 2026-10-20 (Tue). 30 days before is 2026-09-20.
     case = await mediation.new_case(received_on="2026-09-16", learned_on="2025-10-20")
     assert case["arbitration_limit"] == "2026-10-20"
-    early = (await mediation.post("/deadlines/sweep", {"on": "2026-09-19"})).json()
+    early = (await mediation.sweep_on("2026-09-19")).json()
     assert case["case_id"] not in early["limit_near"]
-    near = (await mediation.post("/deadlines/sweep", {"on": "2026-09-20"})).json()
+    near = (await mediation.sweep_on("2026-09-20")).json()
     assert case["case_id"] in near["limit_near"]
     flagged = [
         e for e in await mediation.stored_events("ArbitrationLimitNear") if e["stream_id"] == case["case_id"]

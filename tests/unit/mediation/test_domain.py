@@ -228,11 +228,11 @@ def test_agreement_then_fulfilment_closes_the_case() -> None:
     case = _received()
     case.agree(amount=Decimal("6000"), due_on=date(2026, 4, 1), today=date(2026, 3, 9))
     assert case.status is Status.AGREED
-    case.record_fulfilment(amount=Decimal("6000"), on=date(2026, 3, 30))
+    case.record_fulfilment(amount=Decimal("6000"), on=date(2026, 3, 30), today=date(2026, 3, 30))
     with pytest.raises(Conflict):
-        case.record_fulfilment(amount=Decimal("1"), on=date(2026, 3, 31))
+        case.record_fulfilment(amount=Decimal("1"), on=date(2026, 3, 31), today=date(2026, 3, 31))
     for act in (
-        lambda: case.withdraw(on=date(2026, 4, 2)),
+        lambda: case.withdraw(on=date(2026, 4, 2), today=date(2026, 4, 2)),
         lambda: case.refer(body="x", on=date(2026, 4, 2)),
     ):
         with pytest.raises(Conflict) as closed:
@@ -242,7 +242,7 @@ def test_agreement_then_fulfilment_closes_the_case() -> None:
 
 def test_refusal_keeps_the_case_open_for_referral() -> None:
     case = _received()
-    case.employer_refuses(on=date(2026, 3, 5))
+    case.employer_refuses(on=date(2026, 3, 5), today=date(2026, 3, 5))
     assert case.status is Status.OPEN and case.employer_refused
     case.refer(body="顺义区劳动人事争议仲裁委员会", on=date(2026, 3, 6))
     assert case.status is Status.REFERRED
@@ -290,7 +290,7 @@ def test_sweep_flags_a_near_arbitration_limit_once() -> None:
 
 def test_closed_cases_are_not_swept() -> None:
     case = _received()
-    case.withdraw(on=date(2026, 3, 3))
+    case.withdraw(on=date(2026, 3, 3), today=date(2026, 3, 3))
     case.mark_saved()
     assert case.sweep(date(2027, 1, 1)) == []
 
@@ -361,6 +361,7 @@ def test_minutes_belong_to_the_sessions_mediator() -> None:
         ends_at=_at(9, 10),
         mediator="mediator-1",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     assert case.may_keep_minutes(session, "mediator-1", supervisor=False)
     assert not case.may_keep_minutes(session, "mediator-2", supervisor=False)
@@ -388,6 +389,7 @@ def test_a_cancelled_session_frees_its_time_in_the_room_and_cannot_be_cancelled_
         ends_at=_at(9, 11),
         mediator="m",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     room.mark_saved()
     case.mark_saved()
@@ -424,6 +426,7 @@ def test_a_held_session_cannot_be_cancelled() -> None:
             ends_at=_at(day, 10),
             mediator="m",
             parties_present=[],
+            today=date(2026, 3, 2),
         )
     case.record_minutes(minuted, by="m")
     for session in (past, minuted):
@@ -439,6 +442,7 @@ def test_a_held_session_cannot_be_cancelled() -> None:
         ends_at=datetime(2026, 3, 9, 0, 30, tzinfo=UTC),
         mediator="m",
         parties_present=[],
+        today=date(2026, 3, 2),
     )
     case.cancel_session(late, today=date(2026, 3, 9))
 
@@ -490,3 +494,168 @@ def test_rule_modules_are_pure(module: str) -> None:
         assert name.split(".")[0] in allowed_roots or name.startswith(
             ("shared.aggregate", "shared.events", "shared.contracts", "services.mediation")
         ), name
+
+
+# --- the issue-14 review's rules ------------------------------------------------------------------
+
+
+def test_a_default_prefix_another_station_has_gets_a_letter_added() -> None:
+    """Found by the issue-14 review: two stations' defaults collided (``Shi Yuan``, ``Sha Yu``)."""
+    assert domain.station_prefix("Sha Yu Street", {"SY"}) == "SYA"
+    assert domain.station_prefix("Sha Yu Street", {"SY", "SYA", "SYB"}) == "SYC"
+    assert domain.station_prefix("沙峪街道", {"MC"}) == "MCA"
+    every = {"SY"} | {f"SY{a}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    assert domain.station_prefix("Sha Yu", every) == "SYAA"
+    every |= {f"SY{a}{b}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    with pytest.raises(Conflict) as exhausted:
+        domain.station_prefix("Sha Yu", every)
+    assert (exhausted.value.code, exhausted.value.field) == ("prefix_taken", "case_prefix")
+
+
+def test_a_case_is_received_from_2008_05_01() -> None:
+    """Found by the issue-14 review: a case received in the year 1 was numbered and swept."""
+    assert _received(date(2008, 5, 1), date(2008, 5, 1)).received_on == date(2008, 5, 1)
+    with pytest.raises(InvalidInput) as early:
+        _received(date(2008, 4, 30), date(2008, 4, 30))
+    assert early.value.field == "received_on"
+
+
+@pytest.mark.parametrize(
+    ("act", "field"),
+    [
+        (lambda case, on: case.withdraw(on=on, today=date(2026, 3, 10)), "on"),
+        (lambda case, on: case.employer_refuses(on=on, today=date(2026, 3, 10)), "on"),
+    ],
+)
+def test_outcomes_are_dated_between_receipt_and_today(act: object, field: str) -> None:
+    """Found by the issue-14 review: 0001-01-01 and 9999-12-31 were recorded as facts."""
+    assert callable(act)
+    for wrong in (date(1, 1, 1), date(2026, 3, 1), date(2026, 3, 11), date(9999, 12, 31)):
+        with pytest.raises(InvalidInput) as refused:
+            act(_received(), wrong)  # received 2026-03-02
+        assert refused.value.field == field
+    for right in (date(2026, 3, 2), date(2026, 3, 10)):
+        case = _received()
+        act(case, right)
+        assert case.pending_events
+
+
+def test_a_fulfilment_is_dated_between_receipt_and_today() -> None:
+    case = _received()
+    case.agree(amount=Decimal("10"), due_on=date(2026, 4, 1), today=date(2026, 3, 9))
+    for wrong in (date(2026, 3, 1), date(2026, 3, 11)):
+        with pytest.raises(InvalidInput) as refused:
+            case.record_fulfilment(amount=Decimal("10"), on=wrong, today=date(2026, 3, 10))
+        assert refused.value.field == "fulfilled_on"
+    case.record_fulfilment(amount=Decimal("10"), on=date(2026, 3, 10), today=date(2026, 3, 10))
+
+
+def test_a_sweep_runs_for_today_or_a_past_day() -> None:
+    """Found by the issue-14 review: a sweep dated in the future reported deadlines early."""
+    domain.check_sweep_day(date(2026, 3, 10), today=date(2026, 3, 10))
+    domain.check_sweep_day(date(2020, 1, 1), today=date(2026, 3, 10))
+    with pytest.raises(InvalidInput) as ahead:
+        domain.check_sweep_day(date(2026, 3, 11), today=date(2026, 3, 10))
+    assert ahead.value.field == "on"
+
+
+def test_a_session_starts_at_most_366_days_ahead() -> None:
+    """Found by the issue-14 review: 9999-12-31T16:00Z was booked and its cancel was a 500."""
+    today = date(2026, 3, 2)
+    last = datetime(2027, 3, 3, 0, 0, tzinfo=BEIJING)  # Beijing midnight of today + 366 days
+    domain.check_session_window(last, last + timedelta(hours=1), today=today)
+    for starts_at, field in (
+        (last + timedelta(minutes=1), "starts_at"),
+        (datetime(9999, 12, 31, 16, 0, tzinfo=UTC), "starts_at"),
+    ):
+        with pytest.raises(InvalidInput) as far:
+            domain.check_session_window(starts_at, starts_at + timedelta(hours=1), today=today)
+        assert far.value.field == field
+    with pytest.raises(InvalidInput) as long:
+        domain.check_session_window(last, last + timedelta(hours=13), today=today)
+    assert long.value.field == "ends_at"
+
+
+def test_a_session_at_the_end_of_9999_in_utc_is_cancelled_without_overflow() -> None:
+    """A session stored before the bound (year 10000 in Beijing) compares with Beijing midnight."""
+    case = _received()
+    session = uuid.uuid4()
+    case._raise(
+        c.MediationSessionScheduled(
+            case_id=case.case_id,
+            session_id=session,
+            room_id=uuid.uuid4(),
+            starts_at=datetime(9999, 12, 31, 16, 0, tzinfo=UTC),
+            ends_at=datetime(9999, 12, 31, 17, 0, tzinfo=UTC),
+            mediator="m",
+            parties_present=[],
+        )
+    )
+    case.mark_saved()
+    case.cancel_session(session, today=date(2026, 3, 2))
+    assert isinstance(case.pending_events[0], c.SessionCancelled)
+
+
+def test_minutes_of_a_cancelled_session_are_refused() -> None:
+    """Found by the issue-14 review: minutes were recorded for a session never held."""
+    case = _received()
+    session = uuid.uuid4()
+    case.schedule_session(
+        session_id=session,
+        room_id=uuid.uuid4(),
+        starts_at=_at(9, 9),
+        ends_at=_at(9, 10),
+        mediator="m",
+        parties_present=[],
+        today=date(2026, 3, 2),
+    )
+    case.mark_saved()
+    case.cancel_session(session, today=date(2026, 3, 2))
+    case.mark_saved()
+    with pytest.raises(Conflict) as cancelled:
+        case.record_minutes(session, by="m")
+    assert cancelled.value.code == "session_cancelled"
+
+
+def test_a_case_knows_every_union_that_handled_it_and_every_room_it_holds() -> None:
+    """Found by the issue-14 review: writes were 403 (not 404) to unions that never handled the
+    case, and a withdrawal after escalation left the station's room booked."""
+    municipal, district, street = _tree()
+    case = _received(station=street)
+    station_room, district_room = domain.room_id(street.union_id), domain.room_id(district.union_id)
+    for room, day in ((station_room, 9), (station_room, 10)):
+        case.schedule_session(
+            session_id=uuid.uuid4(),
+            room_id=room,
+            starts_at=_at(day, 9),
+            ends_at=_at(day, 10),
+            mediator="m",
+            parties_present=[],
+            today=date(2026, 3, 2),
+        )
+    case.escalate(ancestors=[district, municipal], today=date(2026, 3, 5))
+    case.schedule_session(
+        session_id=uuid.uuid4(),
+        room_id=district_room,
+        starts_at=_at(11, 9),
+        ends_at=_at(11, 10),
+        mediator="m",
+        parties_present=[],
+        today=date(2026, 3, 5),
+    )
+    assert case.handled_by == [street.union_id, district.union_id]
+    assert case.rooms_booked() == sorted([station_room, district_room], key=str)
+
+
+def test_a_withdrawal_releases_the_room_in_the_rooms_own_name() -> None:
+    street = _tree()[2]
+    room = Room(str(domain.room_id(street.union_id)))
+    session, case_id = uuid.uuid4(), uuid.uuid4()
+    room.book(
+        union_id=street.union_id, session_id=session, case_id=case_id, starts_at=_at(9, 9), ends_at=_at(9, 10)
+    )
+    room.mark_saved()
+    room.release_case(case_id=case_id, since=domain.beijing_midnight(date(2026, 3, 9)))
+    [released] = room.pending_events
+    assert isinstance(released, c.RoomReleased) and released.station_union_id == street.union_id
+    assert released.cause is c.ReleaseCause.CASE_WITHDRAWN
