@@ -35,7 +35,13 @@ MIN_SLOT = timedelta(minutes=10)
 
 
 def beijing_day(moment: datetime) -> date:
-    return moment.astimezone(_BEIJING).date()
+    """The Beijing date of ``moment``; past the end of 9999-12-31 in Beijing (an instant the
+    request types still accept, late on that day in UTC) it is the last date there is, which
+    every rule here treats as "far in the future", instead of an OverflowError (a 500)."""
+    try:
+        return moment.astimezone(_BEIJING).date()
+    except OverflowError:
+        return date.max
 
 
 class SlotTaken(Conflict):

@@ -38,3 +38,19 @@ async def test_appointments_and_reminders_on_the_first_and_last_day_answer_200(
             r = await counseling.http.get(path, headers=STAFF)
             assert r.status_code == 200, (path, r.text)
             assert booked["appointment_id"] not in r.text, path
+
+
+async def test_a_slot_late_on_9999_12_31_utc_is_published_booked_and_cancelled_without_a_500(
+    counseling: CounselingUnderTest,
+) -> None:
+    """Its Beijing date would be in the year 10000 (it was an OverflowError, a 500, in every rule
+    that compares a slot's day with today); now it is simply the farthest day there is."""
+    counselor = await counseling.counselor(subject=f"far-{TODAY}", name="Dr. Far")
+    body = {"starts_at": "9999-12-31T20:00:00Z", "ends_at": "9999-12-31T20:50:00Z"}
+    r = await counseling.http.post(f"/v1/counselors/{counselor}/slots", headers=STAFF, json=body)
+    assert r.status_code == 201, r.text
+    booked = await counseling.book(r.json()["slot_id"])
+    cancel = await counseling.http.post(
+        f"/v1/appointments/{booked['appointment_id']}/cancel", headers=STAFF, json={"reason": "moved"}
+    )
+    assert cancel.status_code < 500, cancel.text

@@ -310,3 +310,12 @@ def test_domain_module_is_pure() -> None:
     allowed = ("shared.aggregate", "shared.contracts", "shared.events")
     assert {mod for mod in imported if mod not in stdlib and not mod.startswith(allowed)} == set()
     assert "today()" not in source and ".now(" not in source
+
+
+def test_an_instant_late_on_9999_12_31_utc_is_the_last_beijing_date_not_an_overflow() -> None:
+    from datetime import UTC, date, datetime
+
+    from services.counseling.domain import beijing_day
+
+    assert beijing_day(datetime(9999, 12, 31, 20, 0, tzinfo=UTC)) == date.max
+    assert beijing_day(datetime(2026, 12, 2, 16, 0, tzinfo=UTC)) == date(2026, 12, 3)  # midnight
