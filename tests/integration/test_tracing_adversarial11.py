@@ -1,8 +1,9 @@
 """Adversarial review of issue 11 point 8 (tracing), on the real broker and database.
 
-Tests whose docstring starts with ``DEFECT`` fail on the code they were written against (main at
-0291b71): each one shows a defect. Those starting with ``HOLDS`` are attacks the code withstood,
-kept as regression tests."""
+Tests whose docstring starts with ``FIXED`` failed on the code they were written against (main at
+0291b71): each showed a defect, fixed since (branch fix11), and now guards against its return; the
+rest of each docstring describes the defect as found. Those starting with ``HOLDS`` are attacks the
+code withstood, kept as regression tests."""
 
 from __future__ import annotations
 
@@ -80,13 +81,13 @@ async def _parked_envelopes(engine: AsyncEngine) -> list[str]:
         return [r[0] for r in await conn.execute(sa.text("SELECT envelope::text FROM consumer_parked"))]
 
 
-# --- defects ---------------------------------------------------------------------------------
+# --- defects found, fixed (branch fix11) -----------------------------------------------------
 
 
 async def test_a_nul_in_the_traceparent_header_of_a_parked_event_does_not_dead_letter_it(
     spans: InMemorySpanExporter, engine: AsyncEngine, kafka: str, topic: str
 ) -> None:
-    """DEFECT. Tracing on. ``x2`` arrives before ``x1`` with a ``traceparent`` header holding a
+    """FIXED. Tracing on. ``x2`` arrives before ``x1`` with a ``traceparent`` header holding a
     NUL byte (any producer can set headers; the envelope itself is valid). The consumer keeps
     the record's headers *raw* (``carrier_from_headers``: latin-1, no validation) and the inbox
     writes them into the parked row (``_parked_json`` -> ``consumer_parked.envelope``, jsonb),
@@ -109,7 +110,7 @@ async def test_a_nul_in_the_traceparent_header_of_a_parked_event_does_not_dead_l
 async def test_a_parked_event_stores_no_unbounded_header_text(
     spans: InMemorySpanExporter, engine: AsyncEngine, kafka: str, topic: str
 ) -> None:
-    """DEFECT. Tracing on. An event parked (its predecessor not applied yet) keeps the record's
+    """FIXED. Tracing on. An event parked (its predecessor not applied yet) keeps the record's
     ``traceparent``/``tracestate`` headers byte for byte in ``consumer_parked.envelope``: here a
     200 000-character ``tracestate`` (anything up to the broker's message size, 1 MiB) is
     stored, although the propagator would drop it (over W3C's 8192) when the event is released.

@@ -1,8 +1,9 @@
 """Adversarial review of issue 11 point 8 (tracing) and the HTTP layer order, in-process.
 
-Tests whose docstring starts with ``DEFECT`` fail on the code they were written against (main at
-0291b71): each one shows a defect. Those starting with ``HOLDS`` are attacks the code withstood,
-kept as regression tests.
+Tests whose docstring starts with ``FIXED`` failed on the code they were written against (main at
+0291b71): each showed a defect, fixed since (branch fix11), and now guards against its return; the
+rest of each docstring describes the defect as found. Those starting with ``HOLDS`` are attacks the
+code withstood, kept as regression tests.
 
 Hostile input here is what any HTTP client can send (``traceparent``, ``tracestate``, the method)
 and what any Kafka producer can put in record headers."""
@@ -250,13 +251,13 @@ def test_hostile_record_headers_never_break_a_reaction_span(
     assert VALID.fullmatch(json.loads(stored)["traceparent"])
 
 
-# --- defects ---------------------------------------------------------------------------------
+# --- defects found, fixed (branch fix11) -----------------------------------------------------
 
 
 async def test_a_hostile_tracestate_is_not_written_into_the_logs(
     spans: InMemorySpanExporter, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """DEFECT. OpenTelemetry's TraceState parser logs a member it refuses *verbatim* at WARNING
+    """FIXED. OpenTelemetry's TraceState parser logs a member it refuses *verbatim* at WARNING
     (``Member doesn't match the w3c identifiers format %s``, logger ``opentelemetry.trace.span``),
     and the JSON formatter passes it on (it only scrubs ID/phone/card patterns). So any HTTP
     client writes up to 8 KiB of text of its choosing into the service's log per request (log
@@ -276,7 +277,7 @@ async def test_a_hostile_tracestate_is_not_written_into_the_logs(
 async def test_tracestate_split_over_two_header_lines_is_kept_whole(
     spans: InMemorySpanExporter, http: httpx.AsyncClient, seen: list[str | None]
 ) -> None:
-    """DEFECT (low). W3C Trace Context (and RFC 9110 section 5.3): several ``tracestate`` header
+    """FIXED (low). W3C Trace Context (and RFC 9110 section 5.3): several ``tracestate`` header
     lines are one comma-joined list, and the propagator accepts a list of lines. The server
     span's carrier is built as a dict over the header lines, so only the *last* line survives:
     ``tracestate: a=1`` + ``tracestate: b=2`` continues with ``b=2`` only, and the other vendor's
@@ -304,7 +305,7 @@ def _method_labels() -> set[str]:
 async def test_a_hostile_method_mints_no_metrics_label_nor_span_name(
     spans: InMemorySpanExporter, http: httpx.AsyncClient
 ) -> None:
-    """DEFECT (low: bounded by the shipped server). ``MetricsMiddleware`` labels by the raw
+    """FIXED (low: bounded by the shipped server). ``MetricsMiddleware`` labels by the raw
     ``scope["method"]`` and ``TracingMiddleware`` names the span and sets ``http.request.method``
     from it. Every method a server lets through becomes a new time series (times every route,
     each answering 405) and a new span name. uvicorn with httptools (pinned) refuses unknown
@@ -322,7 +323,7 @@ async def test_a_hostile_method_mints_no_metrics_label_nor_span_name(
 
 
 def test_the_debezium_form_carries_the_events_trace_context() -> None:
-    """DEFECT. docs/DESIGN.md (Kafka headers) and README promise the ``traceparent``/``tracestate``
+    """FIXED. docs/DESIGN.md (Kafka headers) and README promise the ``traceparent``/``tracestate``
     headers while tracing is on, and the events table stores them (``trace_context``). With
     change data capture (``UNION_RELAY_ENABLED=false``: Debezium publishes) the connector
     configuration we ship (deploy/k8s/cdc/connectors.yaml) places no trace column, so every
@@ -432,7 +433,7 @@ for _ in range(100):
 
 
 def test_a_service_with_a_hung_collector_still_exits_promptly(blackhole: int) -> None:
-    """DEFECT. A process that traced and then ends (after uvicorn's drain and the runtime's stop)
+    """FIXED. A process that traced and then ends (after uvicorn's drain and the runtime's stop)
     waits in the SDK's atexit shutdown for the exporter: here 10.5-11.2 s for 100 spans, and
     20.8 s for 1000 (two batches), with a collector that accepts and never answers; 14.4 s with
     one that refuses connections (the exporter's 10 s timeout per batch, retries with backoff).
