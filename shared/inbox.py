@@ -249,6 +249,9 @@ PARKED_TRACE_KEY = "_trace_context"
 
 
 def _parked_json(envelope: EventEnvelope, trace: Mapping[str, str] | None) -> str:
+    """The parked row's jsonb: the envelope, and only a context the W3C propagator accepts (a
+    record's raw headers may hold a NUL, which jsonb refuses, or any amount of text)."""
+    trace = tracing.normalised(trace)
     if not trace:
         return envelope.model_dump_json()
     return json.dumps({**envelope.model_dump(mode="json"), PARKED_TRACE_KEY: dict(trace)})

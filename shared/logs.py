@@ -126,6 +126,25 @@ ROUTED_LOGGERS = (
 )
 
 
+#: OpenTelemetry loggers that write what a client or producer sent: the TraceState parser logs a
+#: refused ``tracestate`` member verbatim at WARNING, the propagators log each oversized header.
+#: Any HTTP client (or Kafka producer) could write text of its choosing, personal data included,
+#: into our log per request; below ERROR they are silent (refused context is simply dropped).
+ECHOING_LOGGERS = (
+    "opentelemetry.trace.span",
+    "opentelemetry.trace.propagation",
+    "opentelemetry.baggage",
+)
+
+
+def silence_echoing_loggers() -> None:
+    """Raise ``ECHOING_LOGGERS`` to ERROR, whoever configured logging (tracing.install calls it)."""
+    for name in ECHOING_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.ERROR:
+            logger.setLevel(logging.ERROR)
+
+
 def logging_config(service: str, level: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` document; also given to uvicorn as its ``log_config``."""
     lvl = level.upper()
@@ -138,7 +157,10 @@ def logging_config(service: str, level: str) -> dict[str, Any]:
         },
         "root": {"handlers": ["json"], "level": lvl},
         # No handlers of their own (dictConfig removes the ones they installed): they propagate.
-        "loggers": {name: {"handlers": [], "propagate": True, "level": lvl} for name in ROUTED_LOGGERS},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True, "level": lvl} for name in ROUTED_LOGGERS},
+            **{name: {"propagate": True, "level": "ERROR"} for name in ECHOING_LOGGERS},
+        },
     }
 
 

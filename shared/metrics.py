@@ -6,7 +6,8 @@
   acknowledged yet, and how long the oldest has waited (the relay is stuck when this grows);
 - ``dlq_messages{topic}``: messages kept in each dead-letter topic this service writes to;
 - ``http_request_duration_seconds{method,route,status}``: by route *template* (``/v1/members/
-  {member_id}``), never the raw path, so ids do not explode the label set.
+  {member_id}``), never the raw path, so ids do not explode the label set; a method outside
+  the standard ones is ``_OTHER`` (``shared.tracing.method_of``), for the same reason.
 
 The database and Kafka figures are refreshed when /metrics is scraped (Kafka at most every
 ``kafka_interval`` seconds, each refresh bounded by a timeout), and every replica reports the same
@@ -30,6 +31,8 @@ from fastapi import FastAPI
 from prometheus_client import Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.tracing import method_of
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +246,7 @@ class MetricsMiddleware:
         finally:
             with contextlib.suppress(Exception):
                 # The router filled in the route (and FastAPI its context) on this very scope.
-                HTTP_LATENCY.labels(scope["method"], route_template(scope), str(status)).observe(
+                HTTP_LATENCY.labels(method_of(scope), route_template(scope), str(status)).observe(
                     time.perf_counter() - started
                 )
 

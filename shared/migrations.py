@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.locks import LockSpace, xact_lock_sql
-from shared.tables import OUTBOX_NOTIFY_DDL, core_metadata
+from shared.tables import OUTBOX_NOTIFY_DDL, TRACE_HEADERS_DDL, core_metadata
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,31 @@ def create_core_tables(bind: sa.engine.Connection) -> None:
     core_metadata.create_all(bind)
     for ddl in OUTBOX_NOTIFY_DDL:
         bind.execute(sa.text(ddl))
+
+
+def add_trace_header_columns() -> None:
+    """``events.traceparent``/``tracestate`` and the trigger filling them (shared/tables.py), for
+    Debezium's headers. Each service's revision after its trace-context one calls it; a database
+    made by a later first revision already has the columns (``create_core_tables`` writes the
+    live table), hence IF NOT EXISTS, and the trigger is (re)made either way."""
+    from alembic import op
+
+    op.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS traceparent text")
+    op.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS tracestate text")
+    for ddl in TRACE_HEADERS_DDL:
+        op.execute(ddl)
+    # No backfill: an UPDATE of events would reach a running connector, whose outbox router
+    # treats any operation but an insert as fatal (events are append-only). An event appended
+    # before this revision and captured after it starts a new trace at its consumer.
+
+
+def drop_trace_header_columns() -> None:
+    from alembic import op
+
+    op.execute("DROP TRIGGER IF EXISTS events_trace_headers ON events")
+    op.execute("DROP FUNCTION IF EXISTS events_trace_headers()")
+    op.execute("ALTER TABLE events DROP COLUMN IF EXISTS tracestate")
+    op.execute("ALTER TABLE events DROP COLUMN IF EXISTS traceparent")
 
 
 def create_consumer_tables(bind: sa.engine.Connection) -> None:

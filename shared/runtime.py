@@ -45,6 +45,7 @@ from shared.relay import OutboxRelay
 from shared.settings import CommonSettings, Mode, ServiceSettings
 from shared.tables import idempotency_keys
 from shared.tracing import TracingMiddleware, configure_tracing
+from shared.tracing import shutdown as tracing_shutdown
 from shared.unit_of_work import InlineProjection, UnitOfWork, retrying
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,9 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         await self.engine.dispose()
+        # Bounded (tracing.SHUTDOWN_SECONDS): a hung collector must not hold the stop; in a
+        # thread, as the flush blocks. A second runtime of the process (tests) restarts it.
+        await asyncio.to_thread(tracing_shutdown)
 
     async def ready(self) -> dict[str, bool]:
         """Can this process serve requests? Only PostgreSQL decides: writes go to the outbox, which

@@ -26,6 +26,13 @@ events = sa.Table(
     #: The W3C trace context current when the event was appended (``{"traceparent": ...}``), for
     #: the relay's ``traceparent`` header; NULL while tracing is off (shared/tracing.py).
     sa.Column("trace_context", JSONB, nullable=True),
+    #: ``trace_context``'s two values as plain text, for change data capture only: Debezium's
+    #: outbox router can place a *column* in a header but cannot reach into jsonb, and pgoutput
+    #: does not publish generated columns before PostgreSQL 18, so a trigger fills them
+    #: (``TRACE_HEADERS_DDL``) and the connectors place them as the ``traceparent``/``tracestate``
+    #: headers the relay sends (deploy/k8s/cdc/connectors.yaml).
+    sa.Column("traceparent", sa.Text, nullable=True),
+    sa.Column("tracestate", sa.Text, nullable=True),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_version_key"),
 )
 
@@ -97,6 +104,25 @@ OUTBOX_NOTIFY_DDL = (
     """
     CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()
+    """,
+)
+
+#: Fills ``events.traceparent``/``tracestate`` from ``trace_context`` on insert, whoever inserts
+#: (no application code writes them, so the two cannot disagree); only for rows that carry a
+#: context, so appends while tracing is off pay nothing.
+TRACE_HEADERS_DDL = (
+    """
+    CREATE OR REPLACE FUNCTION events_trace_headers() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.traceparent := NULLIF(NEW.trace_context->>'traceparent', '');
+        NEW.tracestate := NULLIF(NEW.trace_context->>'tracestate', '');
+        RETURN NEW;
+    END $$
+    """,
+    "DROP TRIGGER IF EXISTS events_trace_headers ON events",
+    """
+    CREATE TRIGGER events_trace_headers BEFORE INSERT ON events
+    FOR EACH ROW WHEN (NEW.trace_context IS NOT NULL) EXECUTE FUNCTION events_trace_headers()
     """,
 )
 

@@ -25,15 +25,17 @@ its values, a message, an exception's text or a payload (exceptions are not reco
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,10 +51,23 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 _TRACER_NAME = "union.services"
 
+#: The methods of RFC 9110 (and PATCH, RFC 5789): any other becomes ``_OTHER`` in span names,
+#: ``http.request.method`` and the metrics label (OpenTelemetry's HTTP conventions), so a client
+#: cannot mint a new span name or time series per request.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+
+#: How long stopping waits for spans still buffered: a hung or unreachable collector would
+#: otherwise hold the process in the SDK's shutdown for the exporter's timeout per batch
+#: (10 s each, with retries), longer than the supervisor's grace period.
+SHUTDOWN_SECONDS = 2.5
+
 
 class _State:
     tracer: Tracer | None = None
     provider: TracerProvider | None = None
+    #: The provider ``configure_tracing`` made: the only one ``shutdown`` stops (a test's own,
+    #: installed with ``install``, is the test's to shut down).
+    configured: TracerProvider | None = None
 
 
 _state = _State()
@@ -84,8 +99,9 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
 
     ``env`` decides *whether* (tests pass their own); the OTLP exporter and the SDK read their
     own settings (endpoint, headers, sampler, batching) from the process environment. Once on it
-    stays on for the process (a second runtime in the same process, as in tests, shares it);
-    spans still buffered are exported when the process exits (the SDK's atexit hook).
+    stays on for the process (a second runtime in the same process, as in tests, shares it)
+    until ``shutdown`` (``ServiceRuntime.stop``, or at exit), which exports what is still
+    buffered within a short bound.
     """
     if enabled():
         return True
@@ -99,7 +115,8 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
 
     # OTEL_SERVICE_NAME (read by Resource.create) wins over the service's own name.
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # Not the SDK's own atexit hook (unbounded with a hung collector): ``shutdown`` is bounded.
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     for name in exporters:
         exporter: SpanExporter
         if name == "otlp":
@@ -116,14 +133,50 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
             continue
         provider.add_span_processor(BatchSpanProcessor(exporter))
     install(provider)
+    _state.configured = provider
+    atexit.register(shutdown)
     log.info("tracing on: exporting spans with %s", ", ".join(exporters))
     return True
+
+
+def shutdown(timeout: float = SHUTDOWN_SECONDS) -> bool:
+    """Switch tracing off and export what is still buffered, waiting at most ``timeout`` seconds;
+    False (and a warning) if spans had to be dropped. The SDK's shutdown joins the exporter
+    thread, which a hung collector holds for its own timeout: it runs in a daemon thread here,
+    abandoned at the deadline (the process is stopping)."""
+    provider = _state.configured
+    if provider is None or provider is not _state.provider:
+        return True
+    install(None)
+    _state.configured = None
+    done = threading.Event()
+    flushed: list[bool] = []
+
+    def run() -> None:
+        try:
+            flushed.append(provider.force_flush(timeout_millis=int(timeout * 1000)))
+            provider.shutdown()
+        except Exception as exc:  # an exporter's failure must not fail the stop
+            log.warning("tracing: shutdown failed (%s)", type(exc).__name__)
+            flushed.append(False)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="tracing-shutdown", daemon=True).start()
+    if done.wait(timeout) and all(flushed):
+        return True
+    log.warning("tracing: spans still buffered after %.1f s were dropped (collector unreachable?)", timeout)
+    return False
 
 
 def install(provider: TracerProvider | None) -> None:
     """Trace with ``provider`` from now on (None: tracing off). Tests install one with an
     in-memory exporter. Kept here, not as OpenTelemetry's global provider, which can be set only
     once per process."""
+    if provider is not None:
+        from shared.logs import silence_echoing_loggers
+
+        silence_echoing_loggers()  # from now on the propagator parses what clients send
     _state.provider = provider
     _state.tracer = provider.get_tracer(_TRACER_NAME) if provider is not None else None
 
@@ -147,13 +200,39 @@ def current_trace_context() -> str | None:
     return json.dumps(carrier, separators=(",", ":")) if carrier else None
 
 
+def normalised(carrier: Mapping[str, str] | None) -> dict[str, str] | None:
+    """``carrier`` as the W3C propagator reads it, written again: a valid ``traceparent`` and a
+    valid, bounded ``tracestate`` (at most 512 + 8192 characters), or None if no valid context.
+
+    What a producer or client put in the headers is never kept as it came: it may hold a NUL
+    (which jsonb refuses), any amount of text, or bytes no trace system would read."""
+    if not carrier:
+        return None
+    context = PROPAGATOR.extract(carrier)
+    if not get_current_span(context).get_span_context().is_valid:
+        return None
+    out: dict[str, str] = {}
+    PROPAGATOR.inject(out, context=context)
+    return out or None
+
+
+def carrier_from_lines(lines: Any) -> dict[str, str]:
+    """``traceparent``/``tracestate`` of header lines ``(name, value)``, names in any case; a
+    header sent on several lines is one comma-joined list (RFC 9110 section 5.3, W3C Trace
+    Context), which also makes a repeated ``traceparent`` invalid, as the W3C tests expect."""
+    found: dict[str, list[str]] = {}
+    for key, value in lines or ():
+        name = (key.decode("latin-1") if isinstance(key, bytes) else str(key)).lower()
+        if name in TRACE_HEADERS and value is not None:
+            found.setdefault(name, []).append(
+                value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            )
+    return {name: ",".join(values) for name, values in found.items()}
+
+
 def carrier_from_headers(headers: Any) -> dict[str, str] | None:
-    """``traceparent``/``tracestate`` of a Kafka record's headers (or None if it has none)."""
-    found: dict[str, str] = {}
-    for key, value in headers or ():
-        if key in TRACE_HEADERS and value:
-            found[key] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    return found or None
+    """The trace context of a Kafka record's headers, ``normalised`` (None if none is valid)."""
+    return normalised(carrier_from_lines(headers))
 
 
 def headers_of(carrier: Mapping[str, str] | None) -> list[tuple[str, bytes]]:
@@ -241,12 +320,8 @@ class TracingMiddleware:
         if tracer is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier = {
-            name: value.decode("latin-1")
-            for key, value in scope.get("headers", ())
-            if (name := key.decode("latin-1").lower()) in TRACE_HEADERS
-        }
-        method = str(scope.get("method", "HTTP"))
+        carrier = carrier_from_lines(scope.get("headers", ()))
+        method = method_of(scope)
         status = 0
 
         async def recording_send(message: Message) -> None:
@@ -270,6 +345,12 @@ class TracingMiddleware:
                 raise
             finally:
                 _finish(span, scope, method, status)
+
+
+def method_of(scope: Scope) -> str:
+    """The request's method if it is a standard one, else ``_OTHER`` (for names and labels)."""
+    method = str(scope.get("method", ""))
+    return method if method in KNOWN_METHODS else "_OTHER"
 
 
 def _finish(span: Span, scope: Scope, method: str, status: int) -> None:

@@ -5,7 +5,11 @@ Debezium renders the columns of a PostgreSQL row as: uuid -> its text, timestamp
 ``io.debezium.time.ZonedTimestamp`` (ISO 8601 in UTC, e.g. ``2026-03-01T08:00:00.123456Z``),
 int -> number, jsonb -> a JSON string, expanded into an object by
 ``table.expand.json.payload=true``. Headers go through ``SimpleHeaderConverter`` (strings as
-UTF-8, numbers as their decimal text)."""
+UTF-8, numbers as their decimal text).
+
+The row Debezium reads is the row as stored: ``stored_row`` adds what the ``events_trace_headers``
+trigger fills in (shared/tables.py; tests/integration/core/test_consumer_cdc.py checks the real
+trigger against it)."""
 
 from __future__ import annotations
 
@@ -45,11 +49,22 @@ def column_value(value: Any) -> Any:
     return str(value)  # uuid
 
 
+def stored_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as inserted, plus the ``traceparent``/``tracestate`` columns its trigger fills."""
+    context = row.get("trace_context") or {}
+    return {
+        **row,
+        "traceparent": context.get("traceparent") or None,
+        "tracestate": context.get("tracestate") or None,
+    }
+
+
 def debezium_record(
     row: dict[str, Any], *, service: str = "membership", expand_json: bool = True
 ) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
     """(topic, key, value, headers) Debezium would publish for the ``events`` ``row``."""
     config = connector_config(service)
+    row = stored_row(row)
     payload_column = config["transforms.outbox.table.field.event.payload"]
     payload = row[payload_column] if expand_json else json.dumps(row[payload_column])
     value: dict[str, Any] = {"payload": payload}

@@ -12,6 +12,7 @@ import pytest
 
 from shared.envelope import HEADER_NAMES, EventEnvelope
 from shared.inbox import PoisonMessage, decode
+from shared.tracing import TRACE_HEADERS
 from tests.cdc_form import connector_config, debezium_record, placements
 
 ROW: dict[str, Any] = {
@@ -65,7 +66,9 @@ def test_every_envelope_field_is_placed_by_the_connector() -> None:
     placed = {name for _, where, name in placements(config) if where == "envelope"}
     placed |= {"data", config["transforms.producer.static.field"]}
     assert placed == set(EventEnvelope.model_fields)
-    assert {name for _, where, name in placements(config) if where == "header"} == set(HEADER_NAMES)
+    # The relay's headers: the envelope's, and the trace context's (shared.tracing).
+    headers = {name for _, where, name in placements(config) if where == "header"}
+    assert headers == set(HEADER_NAMES) | set(TRACE_HEADERS)
     claims = connector_config("claims")
     assert claims["transforms.outbox.route.topic.replacement"] == "claims.events"
     assert claims["transforms.producer.static.value"] == "claims"

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -29,6 +30,7 @@ from services.claims.app import ClaimsSettings, build_runtime
 from shared import tracing
 from shared.logs import JsonFormatter
 from shared.relay import relay_headers
+from tests.unit.test_tracing_adversarial11 import blackhole  # noqa: F401 (a fixture)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -297,3 +299,28 @@ def test_spans_reach_an_otlp_collector_over_http() -> None:
     assert service == "claims"
     [span] = [s for scope in resource_spans.scope_spans for s in scope.spans]
     assert span.name == "InjuryReported process" and span.trace_id.hex() == TRACE_ID
+
+
+# --- stopping with a hung collector ------------------------------------------------------------
+
+
+async def test_the_runtimes_stop_bounds_the_flush_when_the_collector_hangs(
+    blackhole: int,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ServiceRuntime.stop shuts tracing down within tracing.SHUTDOWN_SECONDS (and says spans were
+    dropped) instead of the exporter's 10 s per batch; a runtime stopping does not leave it on."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{blackhole}")
+    runtime = build_runtime(ClaimsSettings())
+    assert tracing.configure_tracing("claims") is True
+    for _ in range(100):
+        with tracing.consumer_span("InjuryReported", uuid.uuid4(), "claims", None):
+            pass
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="shared.tracing"):
+        await runtime.stop()
+    took = time.monotonic() - started
+    assert took < tracing.SHUTDOWN_SECONDS + 1.5, f"stop took {took:.1f} s"
+    assert not tracing.enabled()
+    assert any("dropped" in r.getMessage() for r in caplog.records), caplog.text

@@ -102,7 +102,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"revision": "0009"}  # head
+    assert json.loads(done.stdout) == {"revision": "0010"}  # head
     return env
 
 
