@@ -32,6 +32,8 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import cpu
+from bench.http11 import Http11Pool
 from tests.identifiers import identity, luhn_complete
 
 STAFF = {"Authorization": "Bearer local-staff-token"}
@@ -147,19 +149,19 @@ async def setup_members(m: httpx.AsyncClient, count: int, clients: int) -> list[
     return members
 
 
-async def report(m: httpx.AsyncClient, member: str, accepted: dict[str, float]) -> None:
-    r = await m.post(
+async def report(m: Http11Pool, member: str, accepted: dict[str, float]) -> None:
+    status, body = await m.post_json(
         f"/v1/members/{member}/injury-reports",
-        json={
+        {
             "occurred_on": (date.today() - timedelta(days=2)).isoformat(),
             "work_related": False,
             "description": "slipped on the stairs",
             "diagnosis": "ankle sprain",
         },
     )
-    if r.status_code != 202:
-        raise RuntimeError(f"report refused: {r.status_code} {r.text[:200]}")
-    accepted[r.json()["report_id"]] = time.perf_counter()
+    if status != 202:
+        raise RuntimeError(f"report refused: {status} {str(body)[:200]}")
+    accepted[body["report_id"]] = time.perf_counter()
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -198,7 +200,7 @@ def judge(watch: Watch, accepted: dict[str, float]) -> tuple[list[float], int, i
 
 
 async def open_loop(
-    m: httpx.AsyncClient, members: list[str], watch: Watch, rate: float, seconds: float, grace: float
+    m: Http11Pool, members: list[str], watch: Watch, rate: float, seconds: float, grace: float
 ) -> Phase:
     accepted: dict[str, float] = {}
     total = int(rate * seconds)
@@ -216,7 +218,7 @@ async def open_loop(
 
 
 async def closed_loop(
-    m: httpx.AsyncClient, members: list[str], watch: Watch, total: int, clients: int, grace: float
+    m: Http11Pool, members: list[str], watch: Watch, total: int, clients: int, grace: float
 ) -> Phase:
     accepted: dict[str, float] = {}
     counter = iter(range(total))
@@ -364,10 +366,17 @@ async def main_async(args: argparse.Namespace) -> int:
         members = await setup_members(m, args.members, args.clients)
         print(f"setup took {time.perf_counter() - t:.1f}s", flush=True)
         await asyncio.sleep(2)  # let claims' coverage model catch up before timing anything
+    reports = Http11Pool(args.membership, STAFF)
+    try:
         print(f"open loop: {args.rate:.0f} reports/s for {args.seconds:.0f}s ...", flush=True)
-        steady = await open_loop(m, members, watch, args.rate, args.seconds, args.grace)
+        cpu_before = cpu.snapshot()
+        steady = await open_loop(reports, members, watch, args.rate, args.seconds, args.grace)
+        cpu_steady = cpu.snapshot()
         print(f"closed loop: {args.burst} reports from {args.clients} clients ...", flush=True)
-        burst = await closed_loop(m, members, watch, args.burst, args.clients, args.grace)
+        burst = await closed_loop(reports, members, watch, args.burst, args.clients, args.grace)
+        cpu_burst = cpu.snapshot()
+    finally:
+        await reports.close()
     stop.set()
     await watcher
     print("raw limits: plain aiokafka and plain asyncpg ...", flush=True)
@@ -392,10 +401,29 @@ async def main_async(args: argparse.Namespace) -> int:
     row(f"raw asyncpg insert+commit, {args.clients} connections", None, pg_rate)
     lost, dup = steady.lost + burst.lost, steady.duplicated + burst.duplicated
     opened, burst_n = len(steady.latencies_ms) + steady.lost, len(burst.latencies_ms) + burst.lost
+    print_cpu(cpu.per_report(cpu_before, cpu_steady, opened), cpu.per_report(cpu_steady, cpu_burst, burst_n))
     print(f"\nreports: {opened} open loop + {burst_n} burst; lost {lost}, duplicated {dup}")
     print("targets: p99 <= 100 ms at 100/s; >= 500 reports/s sustained; 0 lost, 0 duplicated")
     print(f"machine: {os.cpu_count()} cores shared by every service, PostgreSQL, Kafka and this client")
     return 1 if lost or dup else 0
+
+
+def print_cpu(steady: dict[str, float], burst: dict[str, float]) -> None:
+    """CPU ms per report by part of the system (bench/cpu.py): whose work bounds the rate."""
+    if not steady and not burst:
+        return
+    print("\nCPU per report (ms, user + system, from /proc; 'client' is this benchmark)")
+    print(f"{'':20} {'open loop':>10} {'burst':>10}")
+    for part in dict.fromkeys([*burst, *steady]):
+        print(f"{part:20} {steady.get(part, 0.0):10.2f} {burst.get(part, 0.0):10.2f}")
+    total_s, total_b = sum(steady.values()), sum(burst.values())
+    print(f"{'total':20} {total_s:10.2f} {total_b:10.2f}")
+    cores = os.cpu_count() or 1
+    if total_b:
+        print(
+            f"CPU-bound ceiling at the burst's cost: {cores} cores x 1000 / {total_b:.1f} ms "
+            f"= {cores * 1000 / total_b:.0f} reports/s"
+        )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -89,6 +89,8 @@ class KafkaConsumerLoop:
         max_attempts: int = 5,
         retry_backoff: float = 0.2,
         max_backoff: float = 10.0,
+        fetch_min_bytes: int = 1,
+        fetch_wait_ms: int = 100,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
     ) -> None:
         self.inbox = inbox
@@ -99,6 +101,8 @@ class KafkaConsumerLoop:
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_wait_ms = fetch_wait_ms
         self._producer_factory = producer_factory or (lambda: reliable_producer(bootstrap_servers))
         self._busy = asyncio.Lock()
         self._handing_over = asyncio.Event()
@@ -123,7 +127,8 @@ class KafkaConsumerLoop:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.max_records,
-                fetch_max_wait_ms=100,
+                fetch_min_bytes=self.fetch_min_bytes,
+                fetch_max_wait_ms=self.fetch_wait_ms,
             )
             consumer.subscribe([self.topic], listener=_Listener(self))
             producer = self._producer_factory()

@@ -143,15 +143,22 @@ class ServiceRuntime:
             projections=projections or self.projections,
         )
 
-    def subscribe(self, consumer: InboxConsumer, topic: str) -> None:
+    def subscribe(self, consumer: InboxConsumer, topic: str, *, background: bool = False) -> None:
+        """Run ``consumer`` on ``topic``. ``background``: it keeps a read model or timeline, not a
+        reaction someone waits for, so its fetches may wait longer to fill a batch."""
         group_id = f"{self.settings.consumer_group_prefix}{self.name}.{consumer.name}"
+        settings = self.settings
         loop = KafkaConsumerLoop(
             consumer,
-            self.settings.kafka_bootstrap_servers,
+            settings.kafka_bootstrap_servers,
             topic,
             group_id,
-            max_records=self.settings.consumer_max_records,
-            max_attempts=self.settings.consumer_max_attempts,
+            max_records=settings.consumer_max_records,
+            max_attempts=settings.consumer_max_attempts,
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            fetch_wait_ms=(
+                settings.consumer_background_fetch_wait_ms if background else settings.consumer_fetch_wait_ms
+            ),
         )
         self.subscriptions.append(Subscription(consumer, topic, loop))
 

@@ -124,6 +124,16 @@ class CommonSettings(BaseSettings):
     #: Records fetched per poll (across the partitions a process owns): the upper bound of one
     #: partition's batch transaction.
     consumer_max_records: int = 500
+    #: A fetch returns once this many bytes are waiting, or after the wait below: under load one
+    #: transaction takes many events (a batch's fixed cost — BEGIN, inbox, positions, COMMIT,
+    #: the offset commit — is shared), instead of one fetch and one transaction per event.
+    consumer_fetch_min_bytes: int = Field(default=64 * 1024, ge=1, le=50 * 1024 * 1024)
+    #: The longest a reaction on a user-visible path (claims reacting to a report) waits for its
+    #: batch to fill: the latency one such hop may add when traffic is light.
+    consumer_fetch_wait_ms: int = Field(default=20, ge=0, le=5000)
+    #: The same for read models and timelines (``subscribe(..., background=True)``), where a
+    #: quarter of a second is invisible and larger batches save the most.
+    consumer_background_fetch_wait_ms: int = Field(default=250, ge=0, le=5000)
     #: Put before every consumer group id (``<prefix><service>.<consumer>``): lets two systems (or
     #: test runs) share one Kafka cluster without joining each other's groups.
     consumer_group_prefix: str = ""

@@ -40,7 +40,7 @@ def build_runtime(settings: ActivitiesSettings | None = None, *, clock: Now = ut
         projections=(apply,),
     )
     members = runtime.consumer("members", handlers.membership_reactions(clock), locks=handlers.member_locks)
-    runtime.subscribe(members, settings.membership_topic)
+    runtime.subscribe(members, settings.membership_topic, background=True)
     return runtime
 
 

@@ -29,7 +29,9 @@ def build_runtime(settings: CounselingSettings | None = None) -> ServiceRuntime:
         projections=(apply_own,),
     )
     # Unknown (newer) membership types are skipped: nothing here depends on their versions.
-    runtime.subscribe(runtime.consumer("members", MEMBERSHIP_REACTIONS), settings.membership_topic)
+    runtime.subscribe(
+        runtime.consumer("members", MEMBERSHIP_REACTIONS), settings.membership_topic, background=True
+    )
     return runtime
 
 

@@ -20,7 +20,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build_runtime(settings: MediationSettings) -> ServiceRuntime:
     runtime = ServiceRuntime("mediation", settings, registry, migrations=MIGRATIONS, projections=(apply,))
-    runtime.subscribe(runtime.consumer("unions", MEMBERSHIP_REACTIONS), settings.membership_topic)
+    runtime.subscribe(
+        runtime.consumer("unions", MEMBERSHIP_REACTIONS), settings.membership_topic, background=True
+    )
     return runtime
 
 

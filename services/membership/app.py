@@ -31,9 +31,13 @@ def build_runtime(settings: MembershipSettings, *, clock: Clock = beijing_today)
         projections=(apply,),
         clock=clock,
     )
-    runtime.subscribe(runtime.consumer("claims", claim_reactions), settings.claims_topic)
-    runtime.subscribe(runtime.consumer("activities", ACTIVITY_REACTIONS), settings.activities_topic)
-    runtime.subscribe(runtime.consumer("mediation", MEDIATION_REACTIONS), settings.mediation_topic)
+    runtime.subscribe(runtime.consumer("claims", claim_reactions), settings.claims_topic, background=True)
+    runtime.subscribe(
+        runtime.consumer("activities", ACTIVITY_REACTIONS), settings.activities_topic, background=True
+    )
+    runtime.subscribe(
+        runtime.consumer("mediation", MEDIATION_REACTIONS), settings.mediation_topic, background=True
+    )
     return runtime
 
 

@@ -241,3 +241,33 @@ def test_hoisting_keeps_two_different_definitions_of_one_name_apart() -> None:
         "$ref": "#/components/schemas/C.v1.Gender"
     }
     assert components == {"Gender": {"enum": ["female", "male"]}, "C.v1.Gender": {"enum": ["f", "m", "x"]}}
+
+
+def test_only_read_models_wait_longer_to_fill_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims' reaction to a report is on a path someone waits for (prompt fetch wait); every
+    other subscription keeps a read model or timeline (background wait). The settings reach the
+    Kafka consumer loop."""
+    monkeypatch.setenv("UNION_CONSUMER_FETCH_WAIT_MS", "7")
+    monkeypatch.setenv("UNION_CONSUMER_BACKGROUND_FETCH_WAIT_MS", "333")
+    monkeypatch.setenv("UNION_CONSUMER_FETCH_MIN_BYTES", "4096")
+    from services.activities.app import build_runtime as activities_runtime
+    from services.claims.app import build_runtime as claims_runtime
+    from services.counseling.app import build_runtime as counseling_runtime
+    from services.mediation.app import build_runtime as mediation_runtime
+    from services.mediation.settings import MediationSettings
+    from services.membership.app import build_runtime as membership_runtime
+    from services.membership.settings import MembershipSettings
+
+    waits = {
+        sub.group_id: (sub.loop.fetch_wait_ms, sub.loop.fetch_min_bytes)
+        for runtime in (
+            claims_runtime(),
+            membership_runtime(MembershipSettings()),
+            mediation_runtime(MediationSettings()),
+            counseling_runtime(),
+            activities_runtime(),
+        )
+        for sub in runtime.subscriptions
+    }
+    assert waits.pop("claims.coverage") == (7, 4096)
+    assert waits and set(waits.values()) == {(333, 4096)}
