@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import tracing
+from shared import driver, tracing
 from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
@@ -98,33 +98,30 @@ class Lock:
 
 LockPlan = Callable[[EventEnvelope], Iterable[Lock]]
 
-_LOCKS = sa.text(
-    """
+# The statements every batch sends go to asyncpg directly (shared/driver.py), in the batch's
+# transaction: a batch of one event pays them all.
+_LOCKS = """
     SELECT count(*) FROM (
         SELECT CASE WHEN ex THEN pg_advisory_xact_lock(s, hashtext(n))::text
                     ELSE pg_advisory_xact_lock_shared(s, hashtext(n))::text END
-        FROM unnest(CAST(:spaces AS int[]), CAST(:names AS text[]), CAST(:exclusive AS bool[]))
-             WITH ORDINALITY AS l(s, n, ex, ord)
+        FROM unnest($1::int[], $2::text[], $3::bool[]) WITH ORDINALITY AS l(s, n, ex, ord)
         ORDER BY ord
     ) taken
-    """
-)
-_FIRST_SEEN = sa.text(
-    """
+"""
+_FIRST_SEEN = """
     INSERT INTO inbox (consumer, event_id, outcome)
-    SELECT :consumer, id, 'processed' FROM unnest(CAST(:ids AS uuid[])) AS id
+    SELECT $1, id, 'processed' FROM unnest($2::uuid[]) AS id
     ON CONFLICT DO NOTHING
     RETURNING event_id
-    """
-)
-_POSITIONS = sa.text(
-    "SELECT stream_id, version FROM consumer_streams "
-    "WHERE consumer = :consumer AND stream_id = ANY(CAST(:streams AS text[]))"
-)
-_PARKED = sa.text(
-    "SELECT stream_id, version FROM consumer_parked "
-    "WHERE consumer = :consumer AND stream_id = ANY(CAST(:streams AS text[]))"
-)
+"""
+#: Where this consumer is in each of the batch's streams, and which of their versions are parked.
+_POSITIONS_AND_PARKED = """
+    SELECT stream_id, version, false AS parked FROM consumer_streams
+    WHERE consumer = $1 AND stream_id = ANY($2::text[])
+    UNION ALL
+    SELECT stream_id, version, true FROM consumer_parked
+    WHERE consumer = $1 AND stream_id = ANY($2::text[])
+"""
 _PARK = sa.text(
     "INSERT INTO consumer_parked (consumer, stream_id, version, envelope) "
     "VALUES (:consumer, :stream, :version, CAST(:envelope AS jsonb)) ON CONFLICT DO NOTHING"
@@ -135,14 +132,12 @@ _UNPARK = sa.text(
     "RETURNING envelope"
 )
 _FORGET = sa.text("DELETE FROM inbox WHERE consumer = :consumer AND event_id = :event_id")
-_ADVANCE = sa.text(
-    """
+_ADVANCE = """
     INSERT INTO consumer_streams (consumer, stream_id, version)
-    SELECT :consumer, s, v FROM unnest(CAST(:streams AS text[]), CAST(:versions AS int[])) AS p(s, v)
+    SELECT $1, s, v FROM unnest($2::text[], $3::int[]) AS p(s, v)
     ON CONFLICT (consumer, stream_id) DO UPDATE
         SET version = GREATEST(consumer_streams.version, EXCLUDED.version)
-    """
-)
+"""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -308,18 +303,18 @@ class InboxConsumer:
         async with uow:
             conn = uow.conn
             await self._take_locks(uow, batch)
-            first_seen = set(
-                (
-                    await conn.execute(
-                        _FIRST_SEEN,
-                        {"consumer": self.name, "ids": list(dict.fromkeys(e.event_id for e in batch))},
-                    )
-                ).scalars()
-            )
+            ids = list(dict.fromkeys(e.event_id for e in batch))
+            first_seen = {row[0] for row in await driver.fetch(conn, _FIRST_SEEN, self.name, ids)}
             streams = list(dict.fromkeys(e.aggregate_id for e in batch))
-            args = {"consumer": self.name, "streams": streams}
-            position = {s: v for s, v in (await conn.execute(_POSITIONS, args)).all()}
-            parked = {(s, v) for s, v in (await conn.execute(_PARKED, args)).all()}
+            position: dict[str, int] = {}
+            parked: set[tuple[str, int]] = set()
+            for stream, version, is_parked in await driver.fetch(
+                conn, _POSITIONS_AND_PARKED, self.name, streams
+            ):
+                if is_parked:
+                    parked.add((stream, version))
+                else:
+                    position[stream] = version
             advanced: dict[str, int] = {}
             outcomes = result.outcomes
             for index, envelope in enumerate(batch):
@@ -361,10 +356,7 @@ class InboxConsumer:
                         break
                     position[stream] = advanced[stream] = nxt
             if advanced:
-                await conn.execute(
-                    _ADVANCE,
-                    {"consumer": self.name, "streams": list(advanced), "versions": list(advanced.values())},
-                )
+                await driver.execute(conn, _ADVANCE, self.name, list(advanced), list(advanced.values()))
             await uow.commit()
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         BATCH_SIZE.labels(self.name).observe(len(batch))
@@ -428,11 +420,10 @@ class InboxConsumer:
         if not wanted:
             return
         ordered = sorted(wanted)  # one global order: two batches never wait on each other in a cycle
-        await uow.conn.execute(
+        await driver.fetch(
+            uow.conn,
             _LOCKS,
-            {
-                "spaces": [int(space) for space, _ in ordered],
-                "names": [name for _, name in ordered],
-                "exclusive": [wanted[k] for k in ordered],
-            },
+            [int(space) for space, _ in ordered],
+            [name for _, name in ordered],
+            [wanted[k] for k in ordered],
         )

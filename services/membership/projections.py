@@ -7,6 +7,7 @@ to a value the event fixes), so replaying an event twice leaves the same rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,15 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.membership.tables import (
     READ_MODEL_TABLES,
     cards,
-    claim_events,
     enrollments,
-    injury_reports,
     member_claims,
     member_timeline,
     members,
     plans,
     unions,
 )
+from shared import driver
 from shared.contracts import claims as claims_contract
 from shared.contracts.membership import (
     CardCancelled,
@@ -72,30 +72,19 @@ async def apply(conn: AsyncConnection, env: EventEnvelope) -> None:
 _TIMELINE_INSERT = pg_insert(member_timeline).on_conflict_do_nothing()
 #: The report's row and its timeline row in one statement (one round trip fewer on the intake
 #: path, the busiest write of the system): both idempotent, as everything here.
-_REPORT_AND_TIMELINE_INSERT = sa.text(
-    """
+#: Sent to asyncpg directly (shared/driver.py): every report pays it.
+_REPORT_AND_TIMELINE_INSERT = """
     WITH report AS (
         INSERT INTO injury_reports (report_id, member_id, occurred_on, work_related, traffic_accident,
                                     severity, reported_on, member_version, reported_at)
-        VALUES (:report_id, :member_id, :occurred_on, :work_related, :traffic_accident,
-                :severity, :reported_on, :member_version, :occurred_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT DO NOTHING
     )
     INSERT INTO member_timeline (event_id, member_id, occurred_at, aggregate_type, aggregate_id,
                                  aggregate_version, event_type, data)
-    VALUES (:event_id, :member_id, :occurred_at, :aggregate_type, :aggregate_id,
-            :aggregate_version, :event_type, :data)
+    VALUES ($10, $2, $9, $11, $12, $13, $14, $15::jsonb)
     ON CONFLICT DO NOTHING
-    """
-).bindparams(
-    sa.bindparam("report_id", type_=injury_reports.c.report_id.type),
-    sa.bindparam("member_id", type_=injury_reports.c.member_id.type),
-    sa.bindparam("occurred_on", type_=injury_reports.c.occurred_on.type),
-    sa.bindparam("occurred_at", type_=member_timeline.c.occurred_at.type),
-    sa.bindparam("event_id", type_=member_timeline.c.event_id.type),
-    sa.bindparam("reported_on", type_=injury_reports.c.reported_on.type),
-    sa.bindparam("data", type_=member_timeline.c.data.type),
-)
+"""
 #: Event types whose projector writes the member's timeline row itself (see above).
 _WRITES_OWN_TIMELINE_ROW: frozenset[type[DomainEvent]] = frozenset({InjuryReported})
 
@@ -234,26 +223,25 @@ async def _enrollment_cancelled(conn: AsyncConnection, env: EventEnvelope, e: En
 
 @projectors.on(InjuryReported)
 async def _injury_reported(conn: AsyncConnection, env: EventEnvelope, e: InjuryReported) -> None:
-    await conn.execute(
+    await driver.execute(
+        conn,
         _REPORT_AND_TIMELINE_INSERT,
-        {
-            "report_id": e.report_id,
-            "member_id": e.member_id,
-            "occurred_on": e.occurred_on,
-            "work_related": e.work_related,
-            "traffic_accident": e.traffic_accident,
-            "severity": e.severity,
-            "reported_on": e.reported_on,
-            "member_version": e.member_version,
-            # the timeline row, as _on_timeline writes it for every other member event
-            "event_id": env.event_id,
-            "occurred_at": env.occurred_at,
-            "aggregate_type": env.aggregate_type,
-            "aggregate_id": env.aggregate_id,
-            "aggregate_version": env.aggregate_version,
-            "event_type": env.event_type,
-            "data": env.data,
-        },
+        e.report_id,
+        e.member_id,
+        e.occurred_on,
+        e.work_related,
+        e.traffic_accident,
+        e.severity,
+        e.reported_on,
+        e.member_version,
+        env.occurred_at,
+        # the timeline row, as _on_timeline writes it for every other member event
+        env.event_id,
+        env.aggregate_type,
+        env.aggregate_id,
+        env.aggregate_version,
+        env.event_type,
+        json.dumps(env.data, separators=(",", ":")),
     )
 
 
@@ -314,38 +302,46 @@ async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None
     if found is not None:
         member_id = member_id or found[0]
         report_id = report_id or found[1]
-    await conn.execute(
-        pg_insert(claim_events)
-        .values(
-            event_id=env.event_id,
-            member_id=member_id,
-            claim_id=claim_id,
-            report_id=report_id,
-            occurred_at=env.occurred_at,
-            aggregate_version=env.aggregate_version,
-            event_type=env.event_type,
-            data=env.data,
-        )
-        .on_conflict_do_nothing()
+    await driver.execute(
+        conn,
+        _CLAIM_EVENT_INSERT,
+        env.event_id,
+        member_id,
+        claim_id,
+        report_id,
+        env.occurred_at,
+        env.aggregate_version,
+        env.event_type,
+        json.dumps(env.data, separators=(",", ":")),
     )
+
+
+#: Every claims event (two per report at least) writes these: sent to asyncpg directly.
+_CLAIM_EVENT_INSERT = """
+    INSERT INTO claim_events (event_id, member_id, claim_id, report_id, occurred_at,
+                              aggregate_version, event_type, data)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING
+"""
+_CLAIM_FILED_INSERT = """
+    INSERT INTO member_claims (claim_id, member_id, report_id, plan_code, benefit, enrollment_id,
+                               status, required_documents, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'filed', $7::jsonb, $8) ON CONFLICT DO NOTHING
+"""
 
 
 @claim_projectors.on(claims_contract.ClaimFiled)
 async def _claim_filed(conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimFiled) -> None:
-    await conn.execute(
-        pg_insert(member_claims)
-        .values(
-            claim_id=e.claim_id,
-            member_id=e.member_id,
-            report_id=e.report_id,
-            plan_code=e.plan_code,
-            benefit=e.benefit,
-            enrollment_id=e.enrollment_id,
-            status="filed",
-            required_documents=list(e.required_documents),
-            updated_at=env.occurred_at,
-        )
-        .on_conflict_do_nothing()
+    await driver.execute(
+        conn,
+        _CLAIM_FILED_INSERT,
+        e.claim_id,
+        e.member_id,
+        e.report_id,
+        e.plan_code,
+        e.benefit,
+        e.enrollment_id,
+        json.dumps(list(e.required_documents)),
+        env.occurred_at,
     )
 
 

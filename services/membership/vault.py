@@ -18,11 +18,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.membership.tables import card_numbers, injury_details, member_identities, paper_receipts
+from shared import driver
 from shared.aggregate import Conflict
 from shared.crypto import FieldCipher, mask
 
 #: Built once, reused compiled (every injury report runs it).
-_DETAILS_INSERT = sa.insert(injury_details)
+#: Every report writes it: sent to asyncpg directly (shared/driver.py).
+_DETAILS_INSERT = (
+    "INSERT INTO injury_details (report_id, member_id, description_enc, diagnosis_enc, hospital_enc) "
+    "VALUES ($1, $2, $3, $4, $5)"
+)
 
 
 @dataclass(frozen=True)
@@ -167,21 +172,18 @@ class Vault:
     async def record_injury_details(
         self, conn: AsyncConnection, report_id: str, member_id: str, details: InjuryDetails
     ) -> None:
-        await conn.execute(
+        await driver.execute(
+            conn,
             _DETAILS_INSERT,
-            {
-                "report_id": uuid.UUID(report_id),
-                "member_id": uuid.UUID(member_id),
-                "description_enc": self._cipher.encrypt(
-                    details.description, f"injury.description:{report_id}"
-                ),
-                "diagnosis_enc": self._cipher.encrypt(details.diagnosis, f"injury.diagnosis:{report_id}"),
-                "hospital_enc": (
-                    self._cipher.encrypt(details.hospital, f"injury.hospital:{report_id}")
-                    if details.hospital
-                    else None
-                ),
-            },
+            uuid.UUID(report_id),
+            uuid.UUID(member_id),
+            self._cipher.encrypt(details.description, f"injury.description:{report_id}"),
+            self._cipher.encrypt(details.diagnosis, f"injury.diagnosis:{report_id}"),
+            (
+                self._cipher.encrypt(details.hospital, f"injury.hospital:{report_id}")
+                if details.hospital
+                else None
+            ),
         )
 
     async def injury_details(self, conn: AsyncConnection, report_id: uuid.UUID) -> InjuryDetails | None:

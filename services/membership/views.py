@@ -41,6 +41,7 @@ from services.membership.tables import (
     unions,
 )
 from services.membership.vault import Vault
+from shared import driver
 from shared.aggregate import NotFound
 from shared.audit import AuditTrail
 from shared.auth import Principal
@@ -332,15 +333,8 @@ async def first_report_of(
     conn: AsyncConnection, member_id: uuid.UUID, occurred_on: date
 ) -> FirstReport | None:
     """The first report of the member's injury on ``occurred_on``, if it was reported before."""
-    row = (
-        await conn.execute(
-            sa.select(injury_reports.c.reported_on, injury_reports.c.member_version)
-            .where(injury_reports.c.member_id == member_id, injury_reports.c.occurred_on == occurred_on)
-            .order_by(injury_reports.c.member_version, injury_reports.c.reported_at)
-            .limit(1)
-        )
-    ).first()
-    return FirstReport(row.reported_on, row.member_version) if row is not None else None
+    rows = await driver.fetch(conn, _FIRST_REPORT, member_id, occurred_on)
+    return FirstReport(rows[0]["reported_on"], rows[0]["member_version"]) if rows else None
 
 
 async def injury_report_detail(
@@ -507,14 +501,18 @@ async def plan_by_code(conn: AsyncConnection, code: str) -> Plan | None:
 
 
 #: Built once: every injury report runs it (building it anew was a sixth of the report's CPU).
-_PLAN_VERSIONS = sa.select(plans.c.code, plans.c.version).where(plans.c.version > 0)
+#: Both read by every injury report: sent to asyncpg directly (shared/driver.py).
+_PLAN_VERSIONS = "SELECT code, version FROM plans WHERE version > 0"
+_FIRST_REPORT = """
+    SELECT reported_on, member_version FROM injury_reports WHERE member_id = $1 AND occurred_on = $2
+    ORDER BY member_version, reported_at LIMIT 1
+"""
 
 
 async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
     """Each edited plan's stream version (seeded defaults never edited are left out). Reports
     carry it, so the claims service knows when it has applied every edit the report came after."""
-    rows = await conn.execute(_PLAN_VERSIONS)
-    return {code: int(version) for code, version in rows}
+    return {code: int(version) for code, version in await driver.fetch(conn, _PLAN_VERSIONS)}
 
 
 async def catalogue(conn: AsyncConnection) -> list[Plan]:
