@@ -147,6 +147,7 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
         create_topics: bool = True,
         lease: float = DEFAULT_LEASE_SECONDS,
+        gather: float = 0.0,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -155,7 +156,12 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
-        self._producer_factory = producer_factory or (lambda: reliable_producer(bootstrap_servers))
+        # No linger: a batch's records are all handed to the producer before the relay awaits
+        # their acknowledgements, so they already travel in one request; lingering would only
+        # add its milliseconds to every hop.
+        self._producer_factory = producer_factory or (
+            lambda: reliable_producer(bootstrap_servers, linger_ms=0)
+        )
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
         self._held_counted_at = float("-inf")
@@ -164,6 +170,9 @@ class OutboxRelay:
         self.create_topics = create_topics
         #: How long a leader may stay silent before it loses the lock (see ``_leadership``).
         self.lease = lease
+        #: After a wake-up, how long to let more commits land before reading the outbox: one
+        #: read, one produce request and one delete then carry several transactions' events.
+        self.gather = gather
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set. Every failure is retried; only cancellation ends it early."""
@@ -217,6 +226,8 @@ class OutboxRelay:
                 )
                 waiter.cancel()
                 stopper.cancel()
+                if self.gather and self._wake.is_set() and not stop.is_set():
+                    await _sleep_or_stop(stop, self.gather)
 
     async def publish_batch(self, producer: AIOKafkaProducer, conn: Any) -> int:
         """Publish the oldest outbox rows once; delete those Kafka confirmed. Returns how many rows

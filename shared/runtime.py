@@ -108,6 +108,7 @@ class ServiceRuntime:
             self.settings.kafka_bootstrap_servers,
             poll_interval=self.settings.relay_poll_interval,
             create_topics=self.create_topics,
+            gather=self.settings.relay_gather_ms / 1000,
         )
         self.metrics = ServiceMetrics(self.engine, self.settings.kafka_bootstrap_servers)
         self._stop = asyncio.Event()

@@ -138,6 +138,9 @@ class CommonSettings(BaseSettings):
     #: test runs) share one Kafka cluster without joining each other's groups.
     consumer_group_prefix: str = ""
     relay_poll_interval: float = 1.0
+    #: Milliseconds the relay lets further commits land after a wake-up before it reads the
+    #: outbox (0: at once): fewer, fuller batches for a little latency per hop.
+    relay_gather_ms: int = Field(default=5, ge=0, le=1000)
     #: False when Debezium publishes ``events`` instead (deploy/k8s/cdc): no in-process relay.
     relay_enabled: bool = True
     #: Requests with a larger body are refused with 413 while they stream (never read whole).

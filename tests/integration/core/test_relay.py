@@ -256,6 +256,34 @@ async def test_a_commit_during_a_publish_is_relayed_at_once_not_after_a_poll_int
     assert took < 3.0, f"the second event waited {took:.2f}s (poll interval 10s): its wake-up was lost"
 
 
+async def test_commits_within_the_gather_window_go_out_in_one_batch(
+    core_engine: AsyncEngine, kafka: str, topic: str
+) -> None:
+    """After a wake-up the relay waits ``gather`` before reading the outbox: three commits made
+    inside that window are one read, one produce request and one delete, not three; and nothing
+    waits for the poll interval."""
+
+    class CountingRelay(OutboxRelay):
+        batches: list[int] = []  # noqa: RUF012 (one test's instance)
+
+        async def publish_batch(self, producer: object, conn: object) -> int:
+            done = await super().publish_batch(producer, conn)  # type: ignore[arg-type]
+            if done:
+                self.batches.append(done)
+            return done
+
+    relay = CountingRelay(core_engine, store(), topic, kafka, poll_interval=10.0, gather=0.5)
+    async with running(relay):
+        await asyncio.wait_for(relay.ready.wait(), timeout=30)
+        started = time.monotonic()
+        for seed in range(3):
+            await write(core_engine, [f"s{seed}"], 1, seed=seed)
+        await eventually(lambda: _zero(core_engine), timeout=30, interval=0.02)
+        took = time.monotonic() - started
+    assert relay.batches == [3]
+    assert took < 3.0
+
+
 async def _zero(engine: AsyncEngine) -> bool:
     return await pending(engine) == 0
 
