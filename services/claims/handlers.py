@@ -257,12 +257,23 @@ class _Catalogue:
     plans: dict[str, Plan]
 
 
+#: The last catalogue read per database, kept across transactions: a plan's body only changes
+#: with its version, so equal versions mean equal plans and the bodies need not be read and
+#: validated again by every batch.
+_LAST_CATALOGUE: dict[str | None, _Catalogue] = {}
+
+
 async def _catalogue(uow: UnitOfWork) -> _Catalogue:
     """The plan catalogue and each plan's version, read once per transaction (a consumer batch decides
     hundreds of reports against it); a ``PlanDefined`` drops it."""
     cached: _Catalogue | None = uow.memo.get(_CATALOGUE)
     if cached is None:
-        cached = uow.memo[_CATALOGUE] = _Catalogue(await plan_versions(uow.conn), await load_plans(uow.conn))
+        versions = await plan_versions(uow.conn)
+        database = uow.conn.engine.url.database
+        last = _LAST_CATALOGUE.get(database)
+        if last is None or last.versions != versions:
+            last = _LAST_CATALOGUE[database] = _Catalogue(versions, await load_plans(uow.conn))
+        cached = uow.memo[_CATALOGUE] = last
     return cached
 
 

@@ -46,6 +46,7 @@ _DECISION_INSERT = """
 # The reads every report makes go to asyncpg directly (shared/driver.py), in the reaction's
 # transaction: a report pays each one, so SQLAlchemy's tenth of a millisecond per statement counts.
 _DECIDED = "SELECT 1 FROM report_decisions WHERE report_id = $1"
+_PLAN_VERSIONS = "SELECT code, version FROM plans"
 _SEEN_VERSION = "SELECT seen_version FROM coverage_members WHERE member_id = $1"
 #: The member's whole coverage in one round trip (its cards and enrollments as arrays of rows).
 _COVERAGE = """
@@ -271,8 +272,7 @@ async def note_member_version(conn: AsyncConnection, member_id: uuid.UUID, versi
 
 async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
     """How far this service has applied each plan's edits (0: the seeded default)."""
-    rows = await conn.execute(sa.select(t.plans.c.code, t.plans.c.version))
-    return {code: int(version) for code, version in rows}
+    return {code: int(version) for code, version in await driver.fetch(conn, _PLAN_VERSIONS)}
 
 
 async def report_decided(conn: AsyncConnection, report_id: uuid.UUID) -> bool:
