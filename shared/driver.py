@@ -10,9 +10,11 @@ one COMMIT, still owned by SQLAlchemy.
 
 SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement. A statement sent to
 asyncpg before that would run outside the transaction (autocommitted, never rolled back), so
-``driver`` starts the adapter's transaction first. That uses the adapter's private
-``_transaction`` / ``_start_transaction`` (SQLAlchemy is pinned in pyproject.toml;
-tests/integration/core/test_driver.py fails if an upgrade changes them).
+``driver`` starts the adapter's transaction first, and honours the engine-wide "schema changed"
+mark SQLAlchemy keeps for prepared statements. That uses the adapter's private
+``_transaction`` / ``_start_transaction`` / ``_check_type_cache_invalidation`` and the dialect's
+``_invalidate_schema_cache`` (SQLAlchemy is pinned in pyproject.toml;
+tests/integration/core/test_driver*.py fail if an upgrade changes them).
 """
 
 from __future__ import annotations
@@ -27,18 +29,26 @@ Driver = Any
 
 
 async def driver(conn: AsyncConnection) -> Driver:
-    """The asyncpg connection of ``conn``, inside ``conn``'s transaction if it has one."""
+    """The asyncpg connection of ``conn``, inside ``conn``'s transaction.
+
+    As SQLAlchemy's own first statement would: a connection without a transaction begins one
+    ("commit as you go"), the adapter's lazy BEGIN is sent, and a schema change another
+    connection of this engine ran into (a stale prepared statement) empties this connection's
+    statement cache before it is used."""
+    if not conn.in_transaction():
+        await conn.begin()
     fairy = await conn.get_raw_connection()
     adapter: Any = fairy.dbapi_connection  # AsyncAdapt_asyncpg_connection
-    if conn.in_transaction() and adapter._transaction is None:
+    await adapter._check_type_cache_invalidation(conn.dialect._invalidate_schema_cache_asof)  # type: ignore[attr-defined]
+    if adapter._transaction is None:
         await adapter._start_transaction()
     return fairy.driver_connection
 
 
 async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
     """Rows of ``sql`` ($1, $2, ... parameters), as asyncpg records."""
-    raw = await driver(conn)
     try:
+        raw = await driver(conn)  # may meet a connection that died in the pool
         return list(await raw.fetch(sql, *args))
     except Exception as exc:
         await _reraise(conn, exc, sql)
@@ -47,8 +57,8 @@ async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
 
 async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
     """Run ``sql`` for its effect; asyncpg's status line (``INSERT 0 1``)."""
-    raw = await driver(conn)
     try:
+        raw = await driver(conn)
         return str(await raw.execute(sql, *args))
     except Exception as exc:
         await _reraise(conn, exc, sql)
@@ -65,6 +75,12 @@ async def _reraise(conn: AsyncConnection, exc: Exception, sql: str) -> None:
         adapter._handle_exception(exc)  # raises the DBAPI-level error asyncpg's maps to
     except adapter.dbapi.Error as dbapi_exc:
         dialect = conn.dialect
+        if isinstance(
+            dbapi_exc, adapter.dbapi.InvalidCachedStatementError | adapter.dbapi.InternalServerError
+        ):
+            # What SQLAlchemy does for its own statements: every connection of the engine
+            # drops its prepared statements before its next use, not only this one.
+            dialect._invalidate_schema_cache()  # type: ignore[attr-defined]
         lost = bool(dialect.is_disconnect(dbapi_exc, adapter, None))
         if lost:
             await conn.invalidate()
