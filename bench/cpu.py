@@ -28,7 +28,8 @@ def _part(cmdline: str, comm: str) -> str:
 
 
 def snapshot() -> Counter[str]:
-    """CPU seconds (user + system) used so far by each part's processes; this process is "client"."""
+    """CPU seconds (user + system, own and of ended children) used so far by each part's
+    processes; this process is "client"."""
     used: Counter[str] = Counter()
     proc = Path("/proc")
     if not proc.is_dir():
@@ -44,7 +45,9 @@ def snapshot() -> Counter[str]:
             continue  # ended while we looked
         comm = stat[stat.find("(") + 1 : stat.rfind(")")]
         fields = stat[stat.rfind(")") + 2 :].split()
-        seconds = (int(fields[11]) + int(fields[12])) / _TICKS
+        # utime + stime, and cutime + cstime: what its ended children used (PostgreSQL's
+        # backends end when a pool recycles a connection; their time moves to the postmaster).
+        seconds = sum(int(f) for f in fields[11:15]) / _TICKS
         part = "client" if int(entry.name) == me else _part(cmdline, comm)
         if part:
             used[part] += seconds

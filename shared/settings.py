@@ -139,8 +139,10 @@ class CommonSettings(BaseSettings):
     consumer_group_prefix: str = ""
     relay_poll_interval: float = 1.0
     #: Milliseconds the relay lets further commits land after a wake-up before it reads the
-    #: outbox (0: at once): fewer, fuller batches for a little latency per hop.
-    relay_gather_ms: int = Field(default=5, ge=0, le=1000)
+    #: outbox (0: at once): fewer, fuller batches for latency on every hop. Off by default:
+    #: measured at 5 ms (bench.e2e, 100 reports/s) it saved 4 % of the CPU per report and
+    #: added 12 ms to the median, 22 ms to the p99, and the burst rate did not move.
+    relay_gather_ms: int = Field(default=0, ge=0, le=1000)
     #: False when Debezium publishes ``events`` instead (deploy/k8s/cdc): no in-process relay.
     relay_enabled: bool = True
     #: Requests with a larger body are refused with 413 while they stream (never read whole).
