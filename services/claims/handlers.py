@@ -16,12 +16,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from services.claims import domain, views
 from services.claims import tables as t
 from services.claims.projections import (
+    ReportFacts,
     apply_membership_event,
-    load_coverage,
     load_plans,
     note_member_version,
     plan_versions,
-    report_decided,
+    report_facts,
     seen_version,
 )
 from services.claims.schemas import ApproveIn, DocumentsIn, IllnessClaimIn, RejectIn
@@ -152,9 +152,10 @@ async def on_injury_reported(
     Deciding on an older view could miss an enrolment, a card or the plan an enrolment is in,
     and "the member forgot the second claim" again.
     """
-    known = domain.Knowledge(await seen_version(uow.conn, event.member_id), (await _catalogue(uow)).versions)
+    facts = await report_facts(uow.conn, event.member_id, event.report_id)
+    known = domain.Knowledge(facts.seen_version, (await _catalogue(uow)).versions)
     if known.covers(_needed(event)):
-        await decide(uow, _injury(event), clock)
+        await decide(uow, _injury(event), clock, facts=facts)
         return
     await uow.conn.execute(
         pg_insert(t.pending_reports)
@@ -211,15 +212,19 @@ async def decide_pending_reports(uow: UnitOfWork, clock: Clock, member_id: uuid.
     uow.correlation_id, uow.causation_id = upstream
 
 
-async def decide(uow: UnitOfWork, injury: domain.Injury, clock: Clock) -> domain.EntitlementCheck | None:
+async def decide(
+    uow: UnitOfWork, injury: domain.Injury, clock: Clock, *, facts: ReportFacts | None = None
+) -> domain.EntitlementCheck | None:
     """File every claim the injury entitles the member to, or record that there is none.
 
     One decision per report, whatever path leads here again (redelivery, a replay into a fresh
     inbox, a parked copy): a report already decided either way is left as it is. Returns None
     then."""
-    if await report_decided(uow.conn, injury.report_id):
+    if facts is None:  # a parked report, released later: read them now
+        facts = await report_facts(uow.conn, injury.member_id, injury.report_id)
+    if facts.decided:
         return None
-    coverage = await load_coverage(uow.conn, injury.member_id)
+    coverage = facts.coverage
     check = domain.entitlements(injury, coverage, (await _catalogue(uow)).plans)
     # Not decided yet, so neither the decision nor any claim of this report exists (their ids
     # derive from the report, and the member lock keeps a second decider out): no need to load

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,8 +50,8 @@ _DECIDED = "SELECT 1 FROM report_decisions WHERE report_id = $1"
 _PLAN_VERSIONS = "SELECT code, version FROM plans"
 _SEEN_VERSION = "SELECT seen_version FROM coverage_members WHERE member_id = $1"
 #: The member's whole coverage in one round trip (its cards and enrollments as arrays of rows).
-_COVERAGE = """
-    SELECT m.joined_on, m.left_on, m.left_version,
+_COVERAGE_COLUMNS = """
+           m.joined_on, m.left_on, m.left_version,
            ARRAY(SELECT ROW(c.card_last4, c.issued_on, c.cancelled_on, c.issued_version,
                             c.cancelled_version)
                  FROM coverage_cards c WHERE c.member_id = m.member_id ORDER BY c.id) AS cards,
@@ -58,8 +59,18 @@ _COVERAGE = """
                             e.cancelled_on, e.recorded_on, e.recorded_version, e.cancelled_version)
                  FROM coverage_enrollments e WHERE e.member_id = m.member_id
                  ORDER BY e.enrollment_id) AS enrollments
-    FROM coverage_members m WHERE m.member_id = $1
 """
+# Both built from the constant above only (no value is ever formatted into SQL).
+_COVERAGE = f"SELECT {_COVERAGE_COLUMNS} FROM coverage_members m WHERE m.member_id = $1"  # noqa: S608
+#: What a report's reaction needs, in one round trip: how far the member's stream is applied,
+#: whether the report is decided already, and the coverage (NULLs when the member is unknown).
+_REPORT_FACTS = f"""
+    SELECT coalesce(m.seen_version, 0) AS seen_version,
+           EXISTS (SELECT 1 FROM report_decisions WHERE report_id = $2) AS decided,
+           {_COVERAGE_COLUMNS}
+    FROM (SELECT $1::uuid AS member_id) wanted
+    LEFT JOIN coverage_members m ON m.member_id = wanted.member_id
+"""  # noqa: S608
 
 # --- own events ---------------------------------------------------------------------------------
 
@@ -285,11 +296,29 @@ async def seen_version(conn: AsyncConnection, member_id: uuid.UUID) -> int:
     return int(rows[0][0] or 0) if rows else 0
 
 
+@dataclass(frozen=True)
+class ReportFacts:
+    """What ``report_facts`` read for one report."""
+
+    seen_version: int
+    decided: bool
+    coverage: MemberCoverage | None
+
+
+async def report_facts(conn: AsyncConnection, member_id: uuid.UUID, report_id: uuid.UUID) -> ReportFacts:
+    """``seen_version``, ``report_decided`` and ``load_coverage`` of a report, in one statement."""
+    [row] = await driver.fetch(conn, _REPORT_FACTS, member_id, report_id)
+    return ReportFacts(int(row["seen_version"]), bool(row["decided"]), _coverage(member_id, row))
+
+
 async def load_coverage(conn: AsyncConnection, member_id: uuid.UUID) -> MemberCoverage | None:
     rows = await driver.fetch(conn, _COVERAGE, member_id)
-    if not rows or rows[0]["joined_on"] is None:
+    return _coverage(member_id, rows[0]) if rows else None
+
+
+def _coverage(member_id: uuid.UUID, member: Any) -> MemberCoverage | None:
+    if member["joined_on"] is None:
         return None
-    member = rows[0]
     return MemberCoverage(
         member_id=member_id,
         joined_on=member["joined_on"],

@@ -258,3 +258,32 @@ async def test_claim_and_decision_inserts_store_what_the_sqlalchemy_inserts_stor
         assert rows[new_id]["required_documents"] == docs == rows[new_id]["missing_documents"]
         assert rows[new_id]["received_documents"] == []
         assert dict(decision) == {"report_id": report, "member_id": member, "reasons": [], "decided_at": at}
+
+
+async def test_report_facts_is_seen_version_decided_and_coverage_in_one(engine: AsyncEngine) -> None:
+    """``report_facts`` (the report path's single statement) says what the three reads say, for
+    an unknown member, a member with no coverage row yet, and a covered member with a decided
+    and an undecided report."""
+    async with engine.begin() as conn:
+        covered = await _member(conn, date(2014, 3, 1), seen_version=7)
+        await _card(conn, covered, "4321", date(2014, 3, 2))
+        await _enrollment(conn, covered, "accident_injury")
+        not_joined = await _member(conn, None, seen_version=2)
+        decided_report = uuid.uuid4()
+        await conn.execute(
+            sa.insert(t.report_decisions).values(
+                report_id=decided_report, member_id=covered, reasons=[], decided_at=datetime.now(UTC)
+            )
+        )
+    async with engine.connect() as conn:
+        for member in (covered, not_joined, uuid.uuid4()):
+            for report in (decided_report, uuid.uuid4()):
+                facts = await projections.report_facts(conn, member, report)
+                assert facts.seen_version == await projections.seen_version(conn, member)
+                assert facts.decided == await projections.report_decided(conn, report)
+                assert _as_compared(facts.coverage) == _as_compared(
+                    await _reference_load_coverage(conn, member)
+                )
+        facts = await projections.report_facts(conn, covered, decided_report)
+        assert facts.seen_version == 7 and facts.decided and facts.coverage is not None
+        assert len(facts.coverage.cards) == 1 and len(facts.coverage.enrollments) == 1
