@@ -380,6 +380,9 @@ class InboxConsumer:
                 envelope = EventEnvelope.model_validate(row)  # ignores the parked trace context
                 await self._react(uow, envelope, row.get(PARKED_TRACE_KEY))
         except Exception as exc:
+            # What the failed reaction read or dropped inside the savepoint (a catalogue it was
+            # changing) is gone with it: the rest of the batch reads facts afresh.
+            uow.memo.clear()
             if is_transient(exc):
                 raise ReactionFailed(index, exc) from exc
             envelope = EventEnvelope.model_validate(

@@ -265,7 +265,7 @@ class _Catalogue:
 #: The last catalogue read per database, kept across transactions: a plan's body only changes
 #: with its version, so equal versions mean equal plans and the bodies need not be read and
 #: validated again by every batch.
-_LAST_CATALOGUE: dict[str | None, _Catalogue] = {}
+_LAST_CATALOGUE: dict[tuple[str | None, int | None, str | None], _Catalogue] = {}
 
 
 async def _catalogue(uow: UnitOfWork) -> _Catalogue:
@@ -274,7 +274,8 @@ async def _catalogue(uow: UnitOfWork) -> _Catalogue:
     cached: _Catalogue | None = uow.memo.get(_CATALOGUE)
     if cached is None:
         versions = await plan_versions(uow.conn)
-        database = uow.conn.engine.url.database
+        url = uow.conn.engine.url
+        database = (url.host, url.port, url.database)  # one entry per database, wherever it is
         last = _LAST_CATALOGUE.get(database)
         if last is None or last.versions != versions:
             last = _LAST_CATALOGUE[database] = _Catalogue(versions, await load_plans(uow.conn))
