@@ -302,6 +302,8 @@ async def project_claim_event(conn: AsyncConnection, env: EventEnvelope) -> None
     if found is not None:
         member_id = member_id or found[0]
         report_id = report_id or found[1]
+    if type(event) in _WRITES_OWN_CLAIM_EVENT_ROW:
+        return
     await driver.execute(
         conn,
         _CLAIM_EVENT_INSERT,
@@ -322,11 +324,19 @@ _CLAIM_EVENT_INSERT = """
                               aggregate_version, event_type, data)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING
 """
+#: A filed claim's row and its timeline row in one statement (the same as the two above).
 _CLAIM_FILED_INSERT = """
-    INSERT INTO member_claims (claim_id, member_id, report_id, plan_code, benefit, enrollment_id,
-                               status, required_documents, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'filed', $7::jsonb, $8) ON CONFLICT DO NOTHING
+    WITH claim AS (
+        INSERT INTO member_claims (claim_id, member_id, report_id, plan_code, benefit, enrollment_id,
+                                   status, required_documents, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, 'filed', $7::jsonb, $8) ON CONFLICT DO NOTHING
+    )
+    INSERT INTO claim_events (event_id, member_id, claim_id, report_id, occurred_at,
+                              aggregate_version, event_type, data)
+    VALUES ($9, $2, $1, $3, $8, $10, $11, $12::jsonb) ON CONFLICT DO NOTHING
 """
+#: Claims event types whose projector writes the ``claim_events`` row itself (one round trip).
+_WRITES_OWN_CLAIM_EVENT_ROW: frozenset[type[DomainEvent]] = frozenset({claims_contract.ClaimFiled})
 
 
 @claim_projectors.on(claims_contract.ClaimFiled)
@@ -342,6 +352,11 @@ async def _claim_filed(conn: AsyncConnection, env: EventEnvelope, e: claims_cont
         e.enrollment_id,
         json.dumps(list(e.required_documents)),
         env.occurred_at,
+        # its timeline row, as project_claim_event writes it for every other claims event
+        env.event_id,
+        env.aggregate_version,
+        env.event_type,
+        json.dumps(env.data, separators=(",", ":")),
     )
 
 
