@@ -9,7 +9,8 @@ with a plain aiokafka consumer. Prints, in one run and side by side:
   round trip (acks=all, idempotent) and a plain asyncpg insert+commit.
 
 It also counts what was lost (a 202 without both claims within the grace period) and what was
-duplicated (a claim filed under two event ids, or a report with more than two claims).
+duplicated (a claim filed under two event ids, or a report with more than two claims), and prints
+the CPU each part of the system spent per report in each phase (``bench/cpu.py``).
 
     make bench-e2e                    # = make up, then .venv/bin/python -m bench.e2e
     .venv/bin/python -m bench.e2e --rate 100 --seconds 20 --burst 3000 --clients 32
