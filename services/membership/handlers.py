@@ -257,6 +257,7 @@ async def report_injury(
     uow: UnitOfWork, command: InjuryReportIn, clock: Clock, *, member_id: uuid.UUID, vault: Vault
 ) -> InjuryReport:
     member = await uow.get(Member, member_id, "member")
+    context = await views.report_context(uow.conn, member.id, command.occurred_on)
     report = InjuryReport(_new_id())
     report.report(
         member=member,
@@ -265,8 +266,8 @@ async def report_injury(
         traffic_accident=command.traffic_accident,
         severity=command.severity,
         today=clock(),
-        plan_versions=await views.plan_versions(uow.conn),
-        first_report=await views.first_report_of(uow.conn, member.id, command.occurred_on),
+        plan_versions=context.plan_versions,
+        first_report=context.first_report,
     )
     details = InjuryDetails(command.description, command.diagnosis, command.hospital)
     await vault.record_injury_details(uow.conn, str(report.id), str(member.id), details)

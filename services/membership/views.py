@@ -8,6 +8,7 @@ Personal data leaves only masked (national ID, phone) or as the card's last 4 di
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -333,8 +334,7 @@ async def first_report_of(
     conn: AsyncConnection, member_id: uuid.UUID, occurred_on: date
 ) -> FirstReport | None:
     """The first report of the member's injury on ``occurred_on``, if it was reported before."""
-    rows = await driver.fetch(conn, _FIRST_REPORT, member_id, occurred_on)
-    return FirstReport(rows[0]["reported_on"], rows[0]["member_version"]) if rows else None
+    return (await report_context(conn, member_id, occurred_on)).first_report
 
 
 async def injury_report_detail(
@@ -500,19 +500,35 @@ async def plan_by_code(conn: AsyncConnection, code: str) -> Plan | None:
     return Plan.model_validate(definition) if definition is not None else None
 
 
-#: Built once: every injury report runs it (building it anew was a sixth of the report's CPU).
-#: Both read by every injury report: sent to asyncpg directly (shared/driver.py).
-_PLAN_VERSIONS = "SELECT code, version FROM plans WHERE version > 0"
-_FIRST_REPORT = """
-    SELECT reported_on, member_version FROM injury_reports WHERE member_id = $1 AND occurred_on = $2
-    ORDER BY member_version, reported_at LIMIT 1
+#: What an injury report is judged against, in one round trip (sent to asyncpg directly,
+#: shared/driver.py): each edited plan's stream version (rows with a code; seeded defaults never
+#: edited are left out), and the first earlier report of the same injury (the row without one).
+_REPORT_CONTEXT = """
+    SELECT code, version, NULL::date AS reported_on, NULL::int AS member_version
+    FROM plans WHERE version > 0
+    UNION ALL
+    (SELECT NULL, NULL, reported_on, member_version FROM injury_reports
+     WHERE member_id = $1 AND occurred_on = $2 ORDER BY member_version, reported_at LIMIT 1)
 """
 
 
-async def plan_versions(conn: AsyncConnection) -> dict[str, int]:
-    """Each edited plan's stream version (seeded defaults never edited are left out). Reports
-    carry it, so the claims service knows when it has applied every edit the report came after."""
-    return {code: int(version) for code, version in await driver.fetch(conn, _PLAN_VERSIONS)}
+@dataclass(frozen=True)
+class ReportContext:
+    #: Reports carry it, so the claims service knows when it has applied every plan edit the
+    #: report came after.
+    plan_versions: dict[str, int]
+    first_report: FirstReport | None
+
+
+async def report_context(conn: AsyncConnection, member_id: uuid.UUID, occurred_on: date) -> ReportContext:
+    versions: dict[str, int] = {}
+    first: FirstReport | None = None
+    for row in await driver.fetch(conn, _REPORT_CONTEXT, member_id, occurred_on):
+        if row["code"] is not None:
+            versions[row["code"]] = int(row["version"])
+        else:
+            first = FirstReport(row["reported_on"], row["member_version"])
+    return ReportContext(versions, first)
 
 
 async def catalogue(conn: AsyncConnection) -> list[Plan]:
