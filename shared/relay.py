@@ -102,6 +102,8 @@ def is_permanent(exc: BaseException) -> bool:
 #: flattened into a join the planner could turn around: walking ``events`` from position 1 and
 #: probing the outbox, fine for a small store, millions of probes for a big one). The relay
 #: session's settings (``relay_session_settings``) rule out the sort and the scans around it.
+#: ``$3``: positions still in flight, left out (empty: none). The relay reads the next batch while
+#: Kafka acknowledges the last one, whose rows are still in the outbox until then.
 _PENDING = """
 SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.schema_version,
        e.correlation_id::text AS correlation_id,
@@ -115,7 +117,8 @@ SELECT e.position, e.stream_id, e.event_type, e.event_id::text AS event_id, e.sc
        )::text AS value
 FROM outbox o
 CROSS JOIN LATERAL (SELECT * FROM events WHERE events.position = o.position OFFSET 0) e
-WHERE NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
+WHERE o.position <> ALL($3::bigint[])
+  AND NOT EXISTS (SELECT 1 FROM outbox_held h WHERE h.stream_id = e.stream_id)
 ORDER BY o.position
 LIMIT $2
 """
@@ -166,6 +169,8 @@ class OutboxRelay:
         self.ready = asyncio.Event()
         self._held_counted_at = float("-inf")
         self._isolating = False  # set by a permanent delivery error: find the record it was
+        #: The next batch, read while the last one was being acknowledged (``publish_batch``).
+        self._ahead: list[Any] | None = None
         #: False in production mode: wait for the topic instead of creating it.
         self.create_topics = create_topics
         #: How long a leader may stay silent before it loses the lock (see ``_leadership``).
@@ -210,6 +215,7 @@ class OutboxRelay:
             await producer.stop()
 
     async def _pump(self, producer: AIOKafkaProducer, conn: LeaderSession, stop: asyncio.Event) -> None:
+        self._ahead = None  # rows read by an earlier leadership may have been published since
         while not stop.is_set():
             # Cleared *before* reading the outbox: a NOTIFY that arrives while this batch is being
             # published sets it again, and the wait below returns at once instead of sleeping a
@@ -244,42 +250,62 @@ class OutboxRelay:
         backoff. The broker refuses a whole record batch, not one record, so a permanent error
         there only says "one of these": the next pass isolates, one row at a time.
         """
-        rows = await conn.fetch(_PENDING, self.store.producer, self.batch_size)
+        rows, self._ahead = self._ahead, None
+        if not rows:
+            rows = await conn.fetch(_PENDING, self.store.producer, self.batch_size, [])
         if not rows:
             await self._count_held(conn)
             return 0
         if self._isolating:
             return await self._publish_one_by_one(conn, producer, rows[:ISOLATION_ROWS])
+        ahead: asyncio.Future[list[Any]] | None = None
+        if len(rows) == self.batch_size:
+            # A full batch: more is likely waiting. PostgreSQL reads it while this one is sent
+            # and acknowledged; it is sent only once all of this batch is confirmed (else it is
+            # dropped), so a stream's order never rests on two batches in flight.
+            ahead = asyncio.ensure_future(
+                conn.fetch(_PENDING, self.store.producer, self.batch_size, [r["position"] for r in rows])
+            )
         futures: list[asyncio.Future[object]] = []
         sent: list[Any] = []
         held: dict[str, tuple[Any, BaseException]] = {}
         skipped = 0
         failure: BaseException | None = None
-        for row in rows:
-            if row["stream_id"] in held:
-                skipped += 1
-                continue
-            try:
-                futures.append(await self._send(producer, row))
-                sent.append(row)
-            except Exception as exc:
-                if is_permanent(exc):
-                    held[row["stream_id"]] = (row, exc)
+        next_rows: list[Any] | None = None
+        try:
+            for row in rows:
+                if row["stream_id"] in held:
+                    skipped += 1
                     continue
-                failure = exc
-                break
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        confirmed: list[int] = []
-        for row, result in zip(sent, results, strict=True):
-            if isinstance(result, BaseException):
-                if is_permanent(result):
-                    self._isolating = True
-                failure = failure or result
-                break
-            confirmed.append(row["position"])
+                try:
+                    futures.append(await self._send(producer, row))
+                    sent.append(row)
+                except Exception as exc:
+                    if is_permanent(exc):
+                        held[row["stream_id"]] = (row, exc)
+                        continue
+                    failure = exc
+                    break
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            confirmed: list[int] = []
+            for row, result in zip(sent, results, strict=True):
+                if isinstance(result, BaseException):
+                    if is_permanent(result):
+                        self._isolating = True
+                    failure = failure or result
+                    break
+                confirmed.append(row["position"])
+            next_rows = await _result_or_none(ahead) if failure is None and not held else None
+        finally:
+            if ahead is not None and next_rows is None:
+                await _discard(ahead)
         await self._settle(conn, confirmed, held)
         if failure is not None:
             raise failure
+        # Usable only if this whole batch is now gone from the outbox: what was read ahead is
+        # then exactly the head of the outbox (less rows committed since, read next time).
+        if len(confirmed) == len(rows):
+            self._ahead = next_rows
         return len(confirmed) + len(held) + skipped
 
     async def _publish_one_by_one(self, conn: Any, producer: AIOKafkaProducer, rows: list[Any]) -> int:
@@ -494,6 +520,26 @@ class LeaderSession:
     async def execute(self, query: str, *args: Any) -> Any:
         async with self._turn:
             return await self.raw.execute(query, *args, timeout=self.timeout)
+
+
+async def _result_or_none(future: asyncio.Future[list[Any]] | None) -> list[Any] | None:
+    """A read ahead's rows, or None when there was none or it failed: the next pass reads
+    afresh (if the session itself broke, the delete that follows says so)."""
+    if future is None:
+        return None
+    try:
+        return await future
+    except Exception:
+        return None
+
+
+async def _discard(future: asyncio.Future[Any]) -> None:
+    """Cancel a read ahead that will not be used, and wait until it is over (the session runs one
+    statement at a time); its outcome, whatever it was, is dropped."""
+    future.cancel()
+    await asyncio.wait([future])
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 async def _first_of(*work: Coroutine[Any, Any, None]) -> None:

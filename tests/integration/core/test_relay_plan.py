@@ -76,7 +76,7 @@ async def relay_conn(core_engine: AsyncEngine, database_url: str) -> Any:
 async def test_fetch_is_index_ordered_with_a_never_analyzed_outbox(relay_conn: asyncpg.Connection) -> None:
     await relay_conn.execute(FILL, 0, 60_000)
     await relay_conn.execute("INSERT INTO outbox SELECT position FROM events WHERE position > 20000")
-    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000))
+    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000, []))
     plan = await explain(relay_conn, _DELETE, list(range(20_001, 21_001)))
     scans = [n for n in plan if n.get("Relation Name") == "outbox" and n["Node Type"] != "ModifyTable"]
     assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [("Index Scan", "outbox_pkey")]
@@ -90,11 +90,11 @@ async def test_fetch_is_index_ordered_when_the_outbox_was_analyzed_empty(
     await relay_conn.execute("ANALYZE events")
     await relay_conn.execute("ANALYZE outbox")  # empty now
     await relay_conn.execute("INSERT INTO outbox SELECT position FROM events WHERE position > 20000")
-    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000))
+    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000, []))
 
     # ... and with statistics that are right (a big outbox), where a parallel plan was chosen.
     await relay_conn.execute("ANALYZE outbox")
-    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000))
+    assert_index_ordered(await explain(relay_conn, _PENDING, "p", 1000, []))
 
 
 async def test_a_big_published_store_is_not_walked(relay_conn: asyncpg.Connection) -> None:
@@ -103,7 +103,7 @@ async def test_a_big_published_store_is_not_walked(relay_conn: asyncpg.Connectio
     await relay_conn.execute(FILL, 0, 121_000)
     await relay_conn.execute("ANALYZE events")
     await relay_conn.execute("INSERT INTO outbox SELECT position FROM events WHERE position > 120000")
-    raw = await relay_conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {_PENDING}", "p", 1000)
+    raw = await relay_conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {_PENDING}", "p", 1000, [])
     plan = list(nodes(json.loads(raw)[0]["Plan"]))
     assert_index_ordered(plan)
     events_scan = next(n for n in plan if n.get("Relation Name") == "events")
@@ -120,7 +120,27 @@ async def test_a_generic_plan_of_the_prepared_fetch_is_index_ordered_too(
     await relay_conn.execute(FILL, 0, 30_000)
     await relay_conn.execute("INSERT INTO outbox SELECT position FROM events")
     await relay_conn.execute("SET plan_cache_mode = force_generic_plan")
-    await relay_conn.execute(f"PREPARE pending(text, int) AS {_PENDING}")
-    assert_index_ordered(await explain(relay_conn, "EXECUTE pending('p', 1000)"))
-    rows = await relay_conn.fetch("EXECUTE pending('p', 1000)")
+    await relay_conn.execute(f"PREPARE pending(text, int, bigint[]) AS {_PENDING}")
+    assert_index_ordered(await explain(relay_conn, "EXECUTE pending('p', 1000, '{}')"))
+    rows = await relay_conn.fetch("EXECUTE pending('p', 1000, '{}')")
     assert [r["position"] for r in rows] == list(range(1, 1001))
+
+
+async def test_the_read_ahead_skips_the_rows_in_flight_in_the_outbox_walk(
+    relay_conn: asyncpg.Connection,
+) -> None:
+    """The next batch, read while 1,000 rows are still in flight: the same index walk, the
+    in-flight rows filtered out on the outbox scan (never looked up in ``events``), and what
+    comes back is the head of the outbox after them."""
+    await relay_conn.execute(FILL, 0, 30_000)
+    await relay_conn.execute("INSERT INTO outbox SELECT position FROM events")
+    in_flight = list(range(1, 1001))
+    raw = await relay_conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {_PENDING}", "p", 1000, in_flight)
+    plan = list(nodes(json.loads(raw)[0]["Plan"]))
+    assert_index_ordered(plan)
+    outbox_scan = next(n for n in plan if n.get("Relation Name") == "outbox")
+    assert "position" in outbox_scan.get("Filter", ""), "filtered where the outbox is walked"
+    events_scan = next(n for n in plan if n.get("Relation Name") == "events")
+    assert events_scan["Actual Rows"] * events_scan["Actual Loops"] == 1000
+    rows = await relay_conn.fetch(_PENDING, "p", 1000, in_flight)
+    assert [r["position"] for r in rows] == list(range(1001, 2001))
