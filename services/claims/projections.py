@@ -34,10 +34,17 @@ from shared.projections import Projection
 #: Statements every report runs are built once; SQLAlchemy then reuses their compiled form
 #: instead of building and hashing a fresh statement per call (a fifth of the consumer's CPU).
 #: Every filed claim and every decision writes these: sent to asyncpg directly (shared/driver.py).
+#: A filed claim's row and, for a claim filed from a report, the report's decision: one round
+#: trip (a report's second claim finds its decision there and adds nothing).
 _CLAIM_INSERT = """
-    INSERT INTO claims (claim_id, member_id, report_id, plan_code, benefit, enrollment_id, status,
-                        required_documents, missing_documents, incident_on, filed_on, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'filed', $7::jsonb, $7::jsonb, $8, $9, $10)
+    WITH claim AS (
+        INSERT INTO claims (claim_id, member_id, report_id, plan_code, benefit, enrollment_id, status,
+                            required_documents, missing_documents, incident_on, filed_on, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, 'filed', $7::jsonb, $7::jsonb, $8, $9, $10)
+        ON CONFLICT DO NOTHING
+    )
+    INSERT INTO report_decisions (report_id, member_id, reasons, decided_at)
+    SELECT $3, $2, '[]'::jsonb, $10 WHERE $3::uuid IS NOT NULL
     ON CONFLICT DO NOTHING
 """
 _DECISION_INSERT = """
@@ -106,8 +113,6 @@ async def _claim_filed(conn: AsyncConnection, at: datetime, e: c.ClaimFiled) -> 
         e.filed_on,
         at,
     )
-    if e.report_id is not None:
-        await _decided(conn, e.report_id, e.member_id, [], at)
 
 
 @own_projectors.on(c.ClaimDocumentsReceived)
