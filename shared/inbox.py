@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -264,8 +264,15 @@ class InboxConsumer:
         *,
         projections: tuple[InlineProjection, ...] = (),
         locks: LockPlan | None = None,
+        follows: Collection[str] | None = None,
     ) -> None:
         self.name = name
+        #: The aggregate types whose streams this consumer follows (None: all). An event of any
+        #: other stream is passed over with no database work at all — no inbox row, no stream
+        #: position, no transaction if the whole batch is such — since nothing the consumer
+        #: keeps depends on it. On a topic that carries every injury report, a read model of
+        #: members would otherwise store two rows per report, for ever, to say it ignored one.
+        self.follows = frozenset(follows) if follows is not None else None
         self.engine = engine
         self.store = store
         #: Runs for event types the table's registry does not know (types added upstream later),
@@ -295,6 +302,8 @@ class InboxConsumer:
         context (its record's ``traceparent`` header), continued by the span of its reaction and
         kept with it while it is parked."""
         traces = traces or {}
+        if self.follows is not None and any(e.aggregate_type not in self.follows for e in batch):
+            return await self._apply_followed(batch, traces)
         result = BatchResult([], [])
         if not batch:
             return result
@@ -361,6 +370,24 @@ class InboxConsumer:
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         BATCH_SIZE.labels(self.name).observe(len(batch))
         return result
+
+    async def _apply_followed(
+        self, batch: Sequence[EventEnvelope], traces: Mapping[uuid.UUID, Mapping[str, str]]
+    ) -> BatchResult:
+        """``apply`` for the events of followed streams; the others are SKIPPED where they stand
+        (a failure's index still names its place in ``batch``)."""
+        assert self.follows is not None
+        places = [i for i, e in enumerate(batch) if e.aggregate_type in self.follows]
+        outcomes = [Outcome.SKIPPED] * len(batch)
+        if not places:
+            return BatchResult(outcomes, [])
+        try:
+            inner = await self.apply([batch[i] for i in places], traces=traces)
+        except ReactionFailed as failed:
+            raise ReactionFailed(places[failed.index], failed.cause) from failed.cause
+        for place, outcome in zip(places, inner.outcomes, strict=True):
+            outcomes[place] = outcome
+        return BatchResult(outcomes, inner.dead_letters)
 
     async def _release(
         self, uow: UnitOfWork, index: int, stream: str, version: int, result: BatchResult

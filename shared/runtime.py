@@ -9,7 +9,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,7 +134,10 @@ class ServiceRuntime:
         *,
         locks: LockPlan | None = None,
         projections: tuple[InlineProjection, ...] = (),
+        follows: Collection[str] | None = None,
     ) -> InboxConsumer:
+        """``follows``: the upstream aggregate types whose streams ``reactions`` depend on (None:
+        all); events of other streams are passed over without touching the database."""
         return InboxConsumer(
             name,
             self.engine,
@@ -142,6 +145,7 @@ class ServiceRuntime:
             reactions,
             locks=locks,
             projections=projections or self.projections,
+            follows=follows,
         )
 
     def subscribe(self, consumer: InboxConsumer, topic: str, *, background: bool = False) -> None:

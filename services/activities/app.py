@@ -39,7 +39,12 @@ def build_runtime(settings: ActivitiesSettings | None = None, *, clock: Now = ut
         migrations=MIGRATIONS,
         projections=(apply,),
     )
-    members = runtime.consumer("members", handlers.membership_reactions(clock), locks=handlers.member_locks)
+    members = runtime.consumer(
+        "members",
+        handlers.membership_reactions(clock),
+        locks=handlers.member_locks,
+        follows=handlers.MEMBER_STREAMS,
+    )
     runtime.subscribe(members, settings.membership_topic, background=True)
     return runtime
 

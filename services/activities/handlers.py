@@ -246,6 +246,11 @@ member_reactions.ignore(
 )
 
 
+#: The membership streams ``member_reactions`` read: members only. Injury reports, plans and
+#: unions are passed over without a row written.
+MEMBER_STREAMS = ("Member",)
+
+
 def member_locks(envelope: EventEnvelope) -> list[Lock]:
     """A departure holds its member for the whole batch (see the module's docstring)."""
     if envelope.event_type == "MemberLeft" and envelope.aggregate_type == "Member":

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.counseling import api
-from services.counseling.handlers import MEMBERSHIP_REACTIONS
+from services.counseling.handlers import MEMBER_STREAMS, MEMBERSHIP_REACTIONS
 from services.counseling.projections import apply_own
 from services.counseling.settings import CounselingSettings
 from services.counseling.vault import ClientVault, NotesVault
@@ -30,7 +30,9 @@ def build_runtime(settings: CounselingSettings | None = None) -> ServiceRuntime:
     )
     # Unknown (newer) membership types are skipped: nothing here depends on their versions.
     runtime.subscribe(
-        runtime.consumer("members", MEMBERSHIP_REACTIONS), settings.membership_topic, background=True
+        runtime.consumer("members", MEMBERSHIP_REACTIONS, follows=MEMBER_STREAMS),
+        settings.membership_topic,
+        background=True,
     )
     return runtime
 

@@ -194,3 +194,6 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
 
 
 MEMBERSHIP_REACTIONS = {t.event_type: on_membership_event for t in m.registry.types()}
+#: The membership streams those reactions read (``projections.members``): members only. Injury
+#: reports, plans and unions are passed over without a row written.
+MEMBER_STREAMS = ("Member",)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.mediation import api
-from services.mediation.handlers import MEMBERSHIP_REACTIONS
+from services.mediation.handlers import MEMBER_STREAMS, MEMBERSHIP_REACTIONS
 from services.mediation.projections import apply
 from services.mediation.settings import MediationSettings
 from services.mediation.vault import Vault
@@ -21,7 +21,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_runtime(settings: MediationSettings) -> ServiceRuntime:
     runtime = ServiceRuntime("mediation", settings, registry, migrations=MIGRATIONS, projections=(apply,))
     runtime.subscribe(
-        runtime.consumer("unions", MEMBERSHIP_REACTIONS), settings.membership_topic, background=True
+        runtime.consumer("unions", MEMBERSHIP_REACTIONS, follows=MEMBER_STREAMS),
+        settings.membership_topic,
+        background=True,
     )
     return runtime
 

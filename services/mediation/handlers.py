@@ -446,3 +446,6 @@ async def on_membership_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
 
 
 MEMBERSHIP_REACTIONS = {t.event_type: on_membership_event for t in m.registry.types()}
+#: The membership streams those reactions read (``projections.MEMBERSHIP``): the union tree and
+#: the members. Injury reports and plans are passed over without a row written.
+MEMBER_STREAMS = ("Union", "Member")
