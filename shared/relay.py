@@ -219,8 +219,11 @@ class OutboxRelay:
         while not stop.is_set():
             # Cleared *before* reading the outbox: a NOTIFY that arrives while this batch is being
             # published sets it again, and the wait below returns at once instead of sleeping a
-            # whole poll interval with a committed event waiting.
-            self._wake.clear()
+            # whole poll interval with a committed event waiting. A batch read ahead was read
+            # before this point: the flag was cleared when that read started (publish_batch), and
+            # what arrived since must survive, or a short batch read ahead sleeps on it.
+            if not self._ahead:
+                self._wake.clear()
             published = await self.publish_batch(producer, conn)
             if published < self.batch_size:
                 waiter = asyncio.ensure_future(self._wake.wait())
@@ -262,7 +265,9 @@ class OutboxRelay:
         if len(rows) == self.batch_size:
             # A full batch: more is likely waiting. PostgreSQL reads it while this one is sent
             # and acknowledged; it is sent only once all of this batch is confirmed (else it is
-            # dropped), so a stream's order never rests on two batches in flight.
+            # dropped), so a stream's order never rests on two batches in flight. The wake-up
+            # flag is cleared for this read, as _pump does for its own (see there).
+            self._wake.clear()
             ahead = asyncio.ensure_future(
                 conn.fetch(_PENDING, self.store.producer, self.batch_size, [r["position"] for r in rows])
             )
