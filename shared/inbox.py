@@ -272,6 +272,10 @@ class InboxConsumer:
         #: position, no transaction if the whole batch is such — since nothing the consumer
         #: keeps depends on it. On a topic that carries every injury report, a read model of
         #: members would otherwise store two rows per report, for ever, to say it ignored one.
+        if isinstance(follows, str | bytes):
+            # A str is a Collection[str] too: frozenset("Member") would be its letters, and every
+            # event of the stream meant would be skipped without a word.
+            raise TypeError(f"follows must be a collection of aggregate types, not {follows!r}")
         self.follows = frozenset(follows) if follows is not None else None
         self.engine = engine
         self.store = store
