@@ -272,6 +272,9 @@ class InboxConsumer:
         #: position, no transaction if the whole batch is such — since nothing the consumer
         #: keeps depends on it. On a topic that carries every injury report, a read model of
         #: members would otherwise store two rows per report, for ever, to say it ignored one.
+        #: Those streams get no position, so *widening* ``follows`` (or dropping it) means
+        #: replaying the consumer from the start (README, "Operations"): their next event would
+        #: otherwise park behind versions that will not come again.
         if isinstance(follows, str | bytes):
             # A str is a Collection[str] too: frozenset("Member") would be its letters, and every
             # event of the stream meant would be skipped without a word.

