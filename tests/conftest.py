@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.migrations import create_consumer_tables, create_core_tables
 from tests.contract_check import EmittedEvents
 from tests.infra import Infra, discover
+from tests.topic_hygiene import tidy_topics
 
 #: Every envelope the services store while the suite runs, checked against the published schemas.
 EMITTED = EmittedEvents()
@@ -47,7 +48,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     with discover() as found:
-        yield found
+        if found.source == "local":
+            with tidy_topics(found.kafka):
+                yield found
+        else:
+            yield found
 
 
 def _with_database(url: str, name: str) -> str:

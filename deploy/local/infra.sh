@@ -134,14 +134,20 @@ ensure_kafka() {
   nohup "${jvm[@]}" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     kafka.Kafka "$run_dir/server.properties" >"$run_dir/kafka.log" 2>&1 &
   echo $! > "$run_dir/kafka.pid"
-  for _ in $(seq 1 120); do
+  # A fresh broker starts in ~10 s; one that was killed re-reads every partition's log first
+  # (a minute for a few thousand), so the wait is long and says what the broker is doing.
+  local waited
+  for waited in $(seq 1 600); do
     if grep -q 'Kafka Server started' "$run_dir/kafka.log" 2>/dev/null && port_open 127.0.0.1 9092; then
       log "Kafka: ready on 127.0.0.1:9092"; return
     fi
     kill -0 "$(cat "$run_dir/kafka.pid")" 2>/dev/null || { log "Kafka exited; last lines:"; tail -20 "$run_dir/kafka.log" >&2; exit 1; }
+    if (( waited % 60 == 0 )); then
+      log "Kafka: still starting after $((waited / 2)) s ($(grep -o '[0-9]*/[0-9]* completed' "$run_dir/kafka.log" | tail -1 || true) partition logs loaded)"
+    fi
     sleep 0.5
   done
-  log "Kafka did not become ready in 60 s; see $run_dir/kafka.log"; exit 1
+  log "Kafka did not become ready in 300 s; see $run_dir/kafka.log"; exit 1
 }
 
 stop_kafka() {
