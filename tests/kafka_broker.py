@@ -4,6 +4,7 @@ they must never do to the shared broker the rest of the suite uses."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -91,3 +92,9 @@ class PrivateKafka:
         # Forget the "started" line so that the next start() waits for a fresh one.
         log = self.dir / "kafka.log"
         log.rename(self.dir / f"kafka.{time.time_ns()}.log")
+
+    def close(self) -> None:
+        """Stop for good and remove its data and logs: each broker is a few MB in /tmp, and the
+        suite starts several on every run."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

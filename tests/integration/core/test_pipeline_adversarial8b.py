@@ -213,7 +213,7 @@ async def test_relay_with_linger_0_keeps_stream_order_across_a_broker_restart_un
             await asyncio.wait_for(task, timeout=30)
         received = await read_topic(broker.bootstrap, topic, expect=1200, timeout=60)
     finally:
-        broker.stop()
+        broker.close()
     assert len({r.headers["event_id"] for r in received}) == 1200
     for stream, versions in by_stream(received).items():
         firsts = list(dict.fromkeys(versions))

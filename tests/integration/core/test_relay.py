@@ -161,7 +161,7 @@ async def test_kafka_down_while_200_events_are_appended_then_all_arrive(
             await eventually(lambda: drained(core_engine), timeout=90)
         received = await read_topic(broker.bootstrap, topic, expect=200, timeout=60)
     finally:
-        broker.stop()
+        broker.close()
     assert len({r.headers["event_id"] for r in received}) == 200
     assert writing_took < 30, "appends must not wait for Kafka"
     for stream, versions in by_stream(received).items():
