@@ -404,12 +404,10 @@ class OutboxRelay:
             try:
                 for name, value in relay_session_settings(self.lease).items():
                     await session.execute(f"SET {name} = '{value}'")
+                # Everything the leader will run, prepared while it holds nothing (LeaderSession).
+                await session.prepare(*leader_statements())
                 while not stop.is_set():
-                    got = await session.fetchval(
-                        "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                        int(LockSpace.RELAY_LEADER),
-                        self.topic,
-                    )
+                    got = await session.fetchval(_TRY_LOCK, int(LockSpace.RELAY_LEADER), self.topic)
                     if got:
                         break
                     await self._fence(session)
@@ -424,9 +422,7 @@ class OutboxRelay:
                 finally:
                     LEADER.labels(self.topic).set(0)
                 with contextlib.suppress(Exception):
-                    await session.execute(
-                        "SELECT pg_advisory_unlock($1, hashtext($2))", int(LockSpace.RELAY_LEADER), self.topic
-                    )
+                    await session.execute(_UNLOCK, int(LockSpace.RELAY_LEADER), self.topic)
             finally:
                 # Never back to the pool: it may still hold the lock (an error, a cancellation, even
                 # one that landed while pg_try_advisory_lock was in flight) and it carries the
@@ -454,7 +450,7 @@ class OutboxRelay:
         the leadership (raises), as the server or a follower will already have ended the session."""
         del stop  # it ends with the pump, which finishes its batch first
         while True:
-            await session.fetchval("SELECT 1")
+            await session.execute("SELECT 1")  # a simple query: nothing to prepare
             await asyncio.sleep(self.lease / 4)
 
 
@@ -502,29 +498,63 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
   AND now() - greatest(a.query_start, a.state_change) > make_interval(secs => $3)
 """
 
+_TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+_UNLOCK = "SELECT pg_advisory_unlock($1, hashtext($2))"
+
+
+def leader_statements() -> tuple[str, ...]:
+    """Every statement with parameters a relay session runs, prepared before it takes the lock
+    (read when a session starts, so a test that swaps one in for a session gets it prepared)."""
+    return (_TRY_LOCK, _FENCE, _PENDING, _DELETE, _HOLD, _HELD_COUNT, _UNLOCK)
+
 
 class LeaderSession:
     """The leader's asyncpg connection, shared by the pump and the heartbeat: one statement at a
     time, each bounded by the lease (a statement the server does not answer in that time means a
-    dead or partitioned server: the leadership ends instead of waiting for TCP, hours)."""
+    dead or partitioned server: the leadership ends instead of waiting for TCP, hours).
+
+    Every statement with parameters is prepared by ``prepare`` before the lock is taken, and
+    statements without are sent as simple queries. asyncpg prepares an unseen statement in two
+    steps (Parse + Describe + Flush, then Bind + Execute + Sync); between them the server is in an
+    implicit transaction waiting for the client, where neither ``idle_session_timeout`` nor
+    ``idle_in_transaction_session_timeout`` is armed. A leader frozen in that window (its first
+    batch, or any statement asyncpg re-prepares after its cache lifetime) kept the lock for ever
+    when no follower was there to fence it. Explicitly prepared statements are never re-prepared.
+    """
 
     def __init__(self, raw: Any, *, timeout: float) -> None:
         self.raw = raw
         self.timeout = timeout
         self._turn = asyncio.Lock()
+        self._prepared: dict[str, Any] = {}
+
+    async def prepare(self, *queries: str) -> None:
+        async with self._turn:
+            for query in queries:
+                self._prepared[query] = await self.raw.prepare(query, timeout=self.timeout)
+
+    def _statement(self, query: str) -> Any:
+        statement = self._prepared.get(query)
+        if statement is None:
+            raise RuntimeError(f"relay statement not prepared before the lock: {query.strip()[:60]!r}")
+        return statement
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         async with self._turn:
-            rows: list[Any] = await self.raw.fetch(query, *args, timeout=self.timeout)
+            rows: list[Any] = await self._statement(query).fetch(*args, timeout=self.timeout)
             return rows
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         async with self._turn:
-            return await self.raw.fetchval(query, *args, timeout=self.timeout)
+            return await self._statement(query).fetchval(*args, timeout=self.timeout)
 
-    async def execute(self, query: str, *args: Any) -> Any:
+    async def execute(self, query: str, *args: Any) -> None:
+        """With parameters: a prepared statement; without: one simple query (never prepared)."""
         async with self._turn:
-            return await self.raw.execute(query, *args, timeout=self.timeout)
+            if args:
+                await self._statement(query).fetch(*args, timeout=self.timeout)
+            else:
+                await self.raw.execute(query, timeout=self.timeout)
 
 
 async def _result_or_none(future: asyncio.Future[list[Any]] | None) -> list[Any] | None:

@@ -20,15 +20,26 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.eventstore import EventStore
 from shared.locks import LockSpace
-from shared.relay import DEFAULT_LEASE_SECONDS
+from shared.relay import (
+    _DELETE,
+    _FENCE,
+    _HELD_COUNT,
+    _HOLD,
+    _PENDING,
+    DEFAULT_LEASE_SECONDS,
+    LeaderSession,
+    leader_statements,
+)
 from shared.tables import outbox
 from shared.unit_of_work import UnitOfWork
+from tests.infra import Infra
 from tests.integration.core.sample import Counter, registry
 from tests.integration.core.test_relay import by_stream, drained
 from tests.kafka_broker import REPO
@@ -45,7 +56,12 @@ TAKEOVER_BOUND = LEASE + POLL + 2.0
 class Relay:
     """A relay process whose "leader <pid>" announcements are collected from its stdout."""
 
-    def __init__(self, database_url: str, topic: str, kafka: str, batch: int) -> None:
+    def __init__(
+        self, database_url: str, topic: str, kafka: str, batch: int, *, freeze_on_lead: bool = False
+    ) -> None:
+        #: SIGSTOP the process the instant it announces its leadership (from the reader thread,
+        #: no event loop in between): the leader's first statements are still in flight.
+        self.freeze_on_lead = freeze_on_lead
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -70,6 +86,8 @@ class Relay:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith("leader"):
+                if self.freeze_on_lead and self.leads.empty():
+                    self.proc.send_signal(signal.SIGSTOP)
                 self.leads.put(time.monotonic())
 
     def became_leader(self) -> bool:
@@ -185,5 +203,42 @@ async def test_without_a_follower_the_server_ends_a_frozen_leaders_session_withi
     assert LEASE * 0.7 < released < LEASE + 1.5
 
 
+async def test_a_leader_frozen_the_moment_it_got_the_lock_loses_it_within_the_lease(
+    core_engine: AsyncEngine, database_url: str, kafka: str, topic: str, relays: list[Relay]
+) -> None:
+    """DEFECT (failed on 14fa5b2, 11 of 11 in a probe): frozen while asyncpg was preparing its
+    first statement after the lock (Parse + Describe sent, Bind not yet), the leader's backend sat
+    in an implicit transaction waiting for the client, where no idle timeout is armed, and kept
+    the lock for ever. With some pending work, so the first batch's statements are in flight."""
+    await fill(core_engine, [str(uuid.uuid4()) for _ in range(5)], 20, 5)
+    relays.append(Relay(database_url, topic, kafka, 10, freeze_on_lead=True))
+    await eventually(lambda: _any_leader(relays), timeout=60)
+    frozen_at = relays[0].leads.queue[0]
+    await eventually(lambda: _holder_is(core_engine, topic, None), timeout=LEASE + 10)
+    released = time.monotonic() - frozen_at
+    print(f"lock of a leader frozen at once released {released:.2f} s after the SIGSTOP (lease {LEASE} s)")
+    assert LEASE * 0.7 < released < LEASE + 1.5
+
+
+async def _holder_is(engine: AsyncEngine, topic: str, expected: int | None) -> bool:
+    return await lock_holder(engine, topic) == expected
+
+
 async def _any_leader(relays: list[Relay]) -> bool:
     return any(r.became_leader() for r in relays)
+
+
+async def test_the_leader_session_runs_only_statements_prepared_before_the_lock(infra: Infra) -> None:
+    """A statement with parameters that was not prepared up front is refused, loudly, instead of
+    being prepared while the lock is held (the window the test above froze a leader in)."""
+    raw = await asyncpg.connect(infra.admin_url)
+    try:
+        session = LeaderSession(raw, timeout=LEASE)
+        with pytest.raises(RuntimeError, match="not prepared before the lock"):
+            await session.fetchval("SELECT $1::int + 1", 1)
+        await session.prepare("SELECT $1::int + 1")
+        assert await session.fetchval("SELECT $1::int + 1", 1) == 2
+        await session.execute("SELECT 1")  # no parameters: a simple query, nothing prepared
+        assert set(leader_statements()) >= {_PENDING, _DELETE, _HOLD, _HELD_COUNT, _FENCE}
+    finally:
+        await raw.close()
