@@ -406,6 +406,9 @@ class OutboxRelay:
                     await session.execute(f"SET {name} = '{value}'")
                 # Everything the leader will run, prepared while it holds nothing (LeaderSession).
                 await session.prepare(*leader_statements())
+                # LISTEN before the lock too: asyncpg's add_listener prepares it in two steps. A
+                # follower's wake-ups only set a flag nobody reads until it leads.
+                await asyncio.wait_for(raw.add_listener(OUTBOX_CHANNEL, on_notify), timeout=self.lease)
                 while not stop.is_set():
                     got = await session.fetchval(_TRY_LOCK, int(LockSpace.RELAY_LEADER), self.topic)
                     if got:
@@ -415,7 +418,6 @@ class OutboxRelay:
                 else:
                     yield None
                     return
-                await asyncio.wait_for(raw.add_listener(OUTBOX_CHANNEL, on_notify), timeout=self.lease)
                 LEADER.labels(self.topic).set(1)
                 try:
                     yield session

@@ -291,17 +291,16 @@ async def _zero(engine: AsyncEngine) -> bool:
 async def test_cancelled_right_after_taking_the_lock_leaves_no_pooled_connection_holding_it(
     core_engine: AsyncEngine, kafka: str, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cancellation between the lock and the LISTEN must not return a connection that still
-    holds the relay lock to the pool: every later relay would wait for it forever."""
-    import asyncpg
-
+    """A cancellation while the relay holds the lock (here: as it starts to lead) must not return
+    a connection that still holds the relay lock to the pool: every later relay would wait for it
+    forever."""
     entered = asyncio.Event()
 
     async def hang(self: object, *args: object) -> None:
         entered.set()
         await asyncio.sleep(3600)
 
-    monkeypatch.setattr(asyncpg.Connection, "add_listener", hang)
+    monkeypatch.setattr(OutboxRelay, "_lead", hang)
     relay = OutboxRelay(core_engine, store(), topic, kafka, poll_interval=0.1)
     task = asyncio.create_task(relay.run(asyncio.Event()))
     await asyncio.wait_for(entered.wait(), timeout=30)

@@ -196,12 +196,13 @@ def slow_read_ahead(seconds: float) -> str:
 
 
 async def sleeping_backends(engine: AsyncEngine) -> list[int]:
-    """Backends of this database running the slow read-ahead right now."""
+    """Backends of this database running the slow read-ahead right now: asleep in it, not just
+    preparing it (every relay session prepares it before it takes the lock, follower or not)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.text(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
-                " AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+                " AND wait_event = 'PgSleep' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
             )
         )
         return [int(r[0]) for r in rows]
