@@ -127,6 +127,19 @@ async def pending(engine: AsyncEngine) -> int:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(outbox)) or 0)
 
 
+async def settled_pending(engine: AsyncEngine, *, quiet: float, within: float) -> int:
+    """The outbox count once it has not changed for ``quiet`` seconds (at most ``within``)."""
+    started = time.monotonic()
+    last, since = await pending(engine), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() - started < within, "the outbox kept draining after the freeze"
+        await asyncio.sleep(0.05)
+        now = await pending(engine)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 async def lock_holder(engine: AsyncEngine, topic: str) -> int | None:
     async with engine.connect() as conn:
         pid = await conn.scalar(
@@ -157,7 +170,9 @@ async def test_a_frozen_leader_is_replaced_within_the_lease_and_first_deliveries
 
     leader.proc.send_signal(signal.SIGSTOP)  # frozen mid-stream: socket open, kernel ACKing
     frozen_at = time.monotonic()
-    left = await pending(core_engine)
+    # A DELETE + COMMIT the leader sent just before the signal still lands: read what is left
+    # only once the count has stood still (well inside the lease, so no takeover is missed).
+    left = await settled_pending(core_engine, quiet=0.5, within=LEASE * 0.5)
     assert 0 < left < total, f"the freeze should land mid-stream (left {left})"
     while await pending(core_engine) >= left:
         assert time.monotonic() - frozen_at < 60, "nobody took over"
