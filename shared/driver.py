@@ -19,13 +19,39 @@ tests/integration/core/test_driver*.py fail if an upgrade changes them).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: asyncpg ships no type information.
 Driver = Any
+
+#: A statement that changes nothing and holds nothing: a plain SELECT, without row locks or
+#: advisory locks. Anything else counts as a write (``writes``), erring on the safe side.
+_PLAIN_READ = re.compile(r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\b|advisory))", re.I | re.S)
+
+
+def _count(info: dict[str, Any], sql: str) -> None:
+    if not _PLAIN_READ.match(sql):
+        info["writes"] = info.get("writes", 0) + 1
+
+
+def writes(conn: AsyncConnection) -> int:
+    """How many statements that may change or lock something this connection has sent, through
+    SQLAlchemy or this module: group commit (shared/group_commit.py) compares it before and after
+    a command to know whether a refused command left anything in the shared transaction."""
+    return int(conn.info.get("writes", 0))
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _count_sqlalchemy_statement(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    _count(conn.info, statement)
 
 
 async def driver(conn: AsyncConnection) -> Driver:
@@ -47,6 +73,7 @@ async def driver(conn: AsyncConnection) -> Driver:
 
 async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
     """Rows of ``sql`` ($1, $2, ... parameters), as asyncpg records."""
+    _count(conn.info, sql)
     try:
         raw = await driver(conn)  # may meet a connection that died in the pool
         return list(await raw.fetch(sql, *args))
@@ -57,6 +84,7 @@ async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
 
 async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
     """Run ``sql`` for its effect; asyncpg's status line (``INSERT 0 1``)."""
+    _count(conn.info, sql)
     try:
         raw = await driver(conn)
         return str(await raw.execute(sql, *args))

@@ -32,6 +32,7 @@ from shared.dispatch import HandlerTable
 from shared.edge import EdgeMiddleware, refuse_nul_in_path_params
 from shared.events import EventRegistry
 from shared.eventstore import EventStore
+from shared.group_commit import GroupCommit
 from shared.http import ProblemError, install_problem_handlers
 from shared.inbox import InboxConsumer, LockPlan, Reaction
 from shared.kafka import awaited_topics, dlq_topic, ensure_or_await_topics
@@ -110,6 +111,7 @@ class ServiceRuntime:
             create_topics=self.create_topics,
             gather=self.settings.relay_gather_ms / 1000,
         )
+        self.groups = GroupCommit(self.uow, max_size=self.settings.group_commit_max)
         self.metrics = ServiceMetrics(self.engine, self.settings.kafka_bootstrap_servers)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -345,8 +347,12 @@ class ServiceRuntime:
         *,
         status_code: int,
         body: Any = None,
+        grouped: bool = False,
     ) -> JSONResponse:
         """Run a command in one transaction; with an ``Idempotency-Key``, replay the first answer.
+
+        ``grouped``: the command may share its transaction with others that arrive meanwhile
+        (shared/group_commit.py), for hot commands that take no locks but their own rows'.
 
         The key's record is written in the command's own transaction, so "answered" and "done"
         can never disagree; two racing requests with one key: the loser's transaction rolls back
@@ -354,9 +360,14 @@ class ServiceRuntime:
         """
         key = request.headers.get("idempotency-key")
         cid: uuid.UUID = request.state.correlation_id
+
+        def run(work: Callable[[UnitOfWork], Awaitable[dict[str, Any]]]) -> Awaitable[dict[str, Any]]:
+            if grouped:
+                return self.groups.run(cid, work)
+            return retrying(lambda: self.uow(cid), work)
+
         if not key:
-            result = await retrying(lambda: self.uow(cid), work)
-            return JSONResponse(result, status_code=status_code)
+            return JSONResponse(await run(work), status_code=status_code)
         if len(key) > 200:
             raise ProblemError(
                 422,
@@ -392,7 +403,7 @@ class ServiceRuntime:
             return result
 
         try:
-            result = await retrying(lambda: self.uow(cid), work_and_remember)
+            result = await run(work_and_remember)
         except _Replay as replay:
             return replay.response
         except IntegrityError:

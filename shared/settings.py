@@ -143,6 +143,9 @@ class CommonSettings(BaseSettings):
     #: measured at 5 ms (bench.e2e, 100 reports/s) it saved 4 % of the CPU per report and
     #: added 12 ms to the median, 22 ms to the p99, and the burst rate did not move.
     relay_gather_ms: int = Field(default=0, ge=0, le=1000)
+    #: Commands a route marks as grouped (the injury-report intake) share one transaction with
+    #: those that arrive while it runs, at most this many (1: each alone). shared/group_commit.py.
+    group_commit_max: int = Field(default=16, ge=1, le=256)
     #: False when Debezium publishes ``events`` instead (deploy/k8s/cdc): no in-process relay.
     relay_enabled: bool = True
     #: Requests with a larger body are refused with 413 while they stream (never read whole).

@@ -7,7 +7,8 @@ record all commit together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -85,6 +86,18 @@ class UnitOfWork:
             finally:
                 self._conn = self._tx = None
                 self._log_context.__exit__(None, None, None)
+
+    @contextmanager
+    def serving(self, correlation_id: uuid.UUID) -> Iterator[None]:
+        """Within the block, this unit of work acts for another command of its group
+        (shared/group_commit.py): events it appends carry that command's correlation id, and log
+        lines name it."""
+        previous, self.correlation_id = self.correlation_id, correlation_id
+        try:
+            with log_context(correlation_id=correlation_id):
+                yield
+        finally:
+            self.correlation_id = previous
 
     async def commit(self) -> None:
         assert self._tx is not None

@@ -1,0 +1,201 @@
+"""Group commit: commands that arrive while another's transaction is open share it.
+
+A small command's transaction costs more than its statements: a pooled connection, BEGIN, COMMIT
+and its WAL flush, and the client-side work around each. Under load, commands that arrive while
+a group is still running join it instead of opening their own. Nothing waits to gather a group:
+a group closes as soon as its last command has run, and the commands that arrive while it
+commits open the next one, so a lone command pays no delay.
+
+Each command still runs its own handler, in its own task (so its log, trace and correlation ids
+are its own), one after another on the group's connection: it reads what the commands before it
+in the group wrote, exactly as if they had committed before it began.
+
+A command refused before it wrote anything (a member not found, a date the domain refuses: the
+checks a handler makes before its writes) leaves the group going on: the transaction holds
+nothing of it, and its refusal is answered once the group has committed (it may rest on what
+the commands before it wrote) (``shared.driver.writes`` counts every statement that may change
+or lock something). If any other command of a group fails, nothing of the group commits: its
+transaction is rolled back and every command of it runs again alone (``retrying``), so each gets
+its own answer and one failure never takes another command down with it; the same when the
+server refuses the COMMIT. If the connection is lost during COMMIT, nobody knows whether it
+landed, so every command of the group gets that error, as a lone command would.
+
+Only commands that take no locks beyond their own rows should be grouped: a grouped command that
+waits on another transaction holds up the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError
+
+from shared.driver import writes
+from shared.unit_of_work import UnitOfWork, retrying
+
+T = TypeVar("T")
+
+GROUP_SIZE = Histogram(
+    "group_commit_size",
+    "Commands per committed group transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+GROUPS_FAILED = Counter("group_commit_failed", "Groups rolled back whose commands then ran again alone")
+
+
+class _Failed(Exception):
+    """The group rolled back: its commands run again alone."""
+
+
+class _Refused:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.size = 0  # commands that joined
+        self.waiting = 0  # joined and not yet through their turn
+        self.open = True  # still taking commands
+        self.failed = False
+        self.uow: UnitOfWork | None = None
+        self.ready = asyncio.Event()  # the transaction is open (or could not be)
+        self.idle = asyncio.Event()  # no command is waiting for its turn
+        self.turn = asyncio.Lock()  # FIFO: commands run in the order they joined
+        self.outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class GroupCommit:
+    """Runs commands in shared transactions of at most ``max_size`` (1: each alone)."""
+
+    def __init__(self, make_uow: Callable[[uuid.UUID | None], UnitOfWork], *, max_size: int) -> None:
+        self._make_uow = make_uow
+        self.max_size = max_size
+        self._open: _Group | None = None
+        self._leaders: set[asyncio.Task[None]] = set()
+        #: Counted for /metrics: commands that committed in a group of more than one, groups
+        #: committed, and groups that failed (their commands ran again alone).
+        self.grouped_commands = 0
+        self.groups_committed = 0
+        self.groups_failed = 0
+
+    async def run(self, correlation_id: uuid.UUID, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        if self.max_size > 1:
+            group = self._join()
+            ran, result = await self._take_turn(group, correlation_id, work)
+            try:
+                await asyncio.shield(group.outcome)
+            except _Failed:
+                pass  # run again alone, below
+            else:
+                if isinstance(result, _Refused):
+                    raise result.error
+                if ran:
+                    return cast(T, result)
+        return await retrying(lambda: self._make_uow(correlation_id), work)
+
+    def _join(self) -> _Group:
+        group = self._open
+        if group is None or not group.open:
+            group = self._open = _Group()
+            leader = asyncio.create_task(self._lead(group), name="group-commit")
+            self._leaders.add(leader)
+            leader.add_done_callback(self._leaders.discard)
+        group.size += 1
+        group.waiting += 1
+        group.idle.clear()
+        if group.size >= self.max_size:
+            self._close(group)
+        return group
+
+    def _close(self, group: _Group) -> None:
+        group.open = False
+        if self._open is group:
+            self._open = None
+
+    async def _take_turn(
+        self, group: _Group, correlation_id: uuid.UUID, work: Callable[[UnitOfWork], Awaitable[T]]
+    ) -> tuple[bool, T | _Refused | None]:
+        try:
+            async with group.turn:
+                await group.ready.wait()
+                uow = group.uow
+                if group.failed or uow is None:
+                    return False, None
+                written = writes(uow.conn)
+                try:
+                    with uow.serving(correlation_id):
+                        return True, await work(uow)
+                except BaseException as exc:
+                    if (
+                        isinstance(exc, Exception)
+                        and not isinstance(exc, DBAPIError)
+                        and writes(uow.conn) == written
+                    ):
+                        return False, _Refused(exc)  # before any write: nothing to undo
+                    # Failed after a write, conflicted, cancelled: the transaction may hold part
+                    # of this command, so the group must not commit. The command is answered by
+                    # its run alone; a cancellation goes on up.
+                    group.failed = True
+                    if not isinstance(exc, Exception):
+                        raise
+                    return False, None
+        finally:
+            group.waiting -= 1
+            if group.waiting == 0:
+                group.idle.set()
+
+    async def _lead(self, group: _Group) -> None:
+        """Opens the group's transaction, waits until every command that joined has run, commits."""
+        commit_error: BaseException | None = None
+        try:
+            async with self._make_uow(None) as uow:
+                group.uow = uow
+                group.ready.set()
+                while group.waiting:
+                    await group.idle.wait()
+                # No await between the check above and here: nobody can join in between.
+                self._close(group)
+                if not group.failed:
+                    try:
+                        await uow.commit()
+                    except DBAPIError as exc:
+                        # The server answered COMMIT with an error (a deferred constraint): it
+                        # rolled back, known for sure, so the commands run again alone. Only a
+                        # connection lost during COMMIT leaves the outcome unknown.
+                        if exc.connection_invalidated:
+                            commit_error = exc
+                        raise
+                    except BaseException as exc:
+                        commit_error = exc
+                        raise
+        except BaseException:
+            if commit_error is None:
+                group.failed = True  # could not connect, or rolling back failed: nothing landed
+        finally:
+            self._close(group)
+            group.ready.set()
+            self._settle(group, commit_error)
+
+    def _settle(self, group: _Group, commit_error: BaseException | None) -> None:
+        if commit_error is None and not group.failed:
+            self.groups_committed += 1
+            GROUP_SIZE.observe(group.size)
+            if group.size > 1:
+                self.grouped_commands += group.size
+            group.outcome.set_result(None)
+            return
+        if commit_error is None:
+            self.groups_failed += 1
+            GROUPS_FAILED.inc()
+        group.outcome.set_exception(commit_error or _Failed())
+        group.outcome.exception()  # retrieved: nobody may be left to await it (all cancelled)
+
+    async def aclose(self) -> None:
+        """Waits for groups in flight (at shutdown)."""
+        if self._leaders:
+            await asyncio.gather(*self._leaders, return_exceptions=True)

@@ -1,0 +1,320 @@
+"""Group commit on the real PostgreSQL: shared transactions, and what a failure in one does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from shared import driver
+from shared.aggregate import Conflict
+from shared.eventstore import EventStore
+from shared.group_commit import GroupCommit
+from shared.tables import events
+from shared.unit_of_work import UnitOfWork
+from tests.integration.core.sample import Counter, registry
+
+pytestmark = pytest.mark.integration
+
+Work = Callable[[UnitOfWork], Awaitable[int]]
+
+
+def groups_on(engine: AsyncEngine, max_size: int = 16) -> GroupCommit:
+    store = EventStore("core-test", registry)
+    return GroupCommit(lambda cid: UnitOfWork(engine, store, correlation_id=cid), max_size=max_size)
+
+
+def count_on(stream: str, n: int = 1) -> Work:
+    async def work(uow: UnitOfWork) -> int:
+        counter = await uow.load(Counter, stream)
+        counter.count(n)
+        await uow.save(counter)
+        return counter.version
+
+    return work
+
+
+async def stored(engine: AsyncEngine, stream: str) -> list[sa.Row[tuple[int, uuid.UUID]]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(events.c.version, events.c.correlation_id)
+            .where(events.c.stream_id == stream)
+            .order_by(events.c.version)
+        )
+        return list(rows)
+
+
+async def test_concurrent_commands_share_transactions_and_keep_their_own_correlation_ids(
+    core_engine: AsyncEngine,
+) -> None:
+    groups = groups_on(core_engine)
+    streams = [str(uuid.uuid4()) for _ in range(40)]
+    cids = [uuid.uuid4() for _ in streams]
+
+    versions = await asyncio.gather(
+        *(groups.run(cid, count_on(s)) for cid, s in zip(cids, streams, strict=True))
+    )
+
+    assert versions == [1] * 40
+    for cid, stream in zip(cids, streams, strict=True):
+        assert [(r.version, r.correlation_id) for r in await stored(core_engine, stream)] == [(1, cid)]
+    # 40 at once, 16 a group at most: three transactions, not forty.
+    assert groups.groups_committed == 3, groups.groups_committed
+    assert groups.grouped_commands == 40
+    assert groups.groups_failed == 0
+
+
+async def test_a_command_reads_what_the_commands_before_it_in_its_group_wrote(
+    core_engine: AsyncEngine,
+) -> None:
+    """Ten increments of one stream in one group: no version conflict, each sees the last."""
+    groups = groups_on(core_engine)
+    stream = str(uuid.uuid4())
+
+    versions = await asyncio.gather(*(groups.run(uuid.uuid4(), count_on(stream)) for _ in range(10)))
+
+    assert versions == list(range(1, 11))  # joined in order, ran in order
+    assert [r.version for r in await stored(core_engine, stream)] == list(range(1, 11))
+    assert (groups.groups_committed, groups.groups_failed) == (1, 0)
+
+
+async def test_a_refusal_before_any_write_is_answered_and_its_group_goes_on(
+    core_engine: AsyncEngine,
+) -> None:
+    groups = groups_on(core_engine)
+    streams = [str(uuid.uuid4()) for _ in range(10)]
+
+    works = [count_on(s, n=0 if i == 4 else 1) for i, s in enumerate(streams)]  # 0: Conflict
+    results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
+
+    assert isinstance(results[4], Conflict)
+    assert [r for i, r in enumerate(results) if i != 4] == [1] * 9
+    assert (groups.groups_committed, groups.grouped_commands, groups.groups_failed) == (1, 10, 0)
+    assert await stored(core_engine, streams[4]) == []
+
+
+async def test_a_refusal_that_rested_on_a_group_that_then_failed_is_decided_again_alone(
+    core_engine: AsyncEngine,
+) -> None:
+    """The second command refuses because of what the first wrote; the third then fails, so that
+    write never commits, and the refusal must not stand on it."""
+    groups = groups_on(core_engine)
+    stream = str(uuid.uuid4())
+    first_runs = 0
+
+    async def count_one(uow: UnitOfWork) -> int:
+        nonlocal first_runs
+        first_runs += 1
+        if first_runs > 1:
+            await asyncio.sleep(0.3)  # alone, it comes after the second command
+        return await count_on(stream)(uow)
+
+    async def only_if_empty(uow: UnitOfWork) -> int:
+        counter = await uow.load(Counter, stream)
+        if counter.total:
+            raise Conflict("already counted")
+        counter.count(5)
+        await uow.save(counter)
+        return counter.version
+
+    async def write_then_fail(uow: UnitOfWork) -> int:
+        await count_on(str(uuid.uuid4()))(uow)
+        raise RuntimeError("broke after writing")
+
+    first, second, third = await asyncio.gather(
+        groups.run(uuid.uuid4(), count_one),
+        groups.run(uuid.uuid4(), only_if_empty),
+        groups.run(uuid.uuid4(), write_then_fail),
+        return_exceptions=True,
+    )
+
+    assert isinstance(third, RuntimeError)
+    assert second == 1, second  # alone, it found the stream empty: the refusal did not stand
+    assert first == 2
+    assert [r.version for r in await stored(core_engine, stream)] == [1, 2]
+    assert groups.groups_failed == 1
+
+
+async def test_writes_counts_every_statement_that_may_change_or_lock_something(
+    core_engine: AsyncEngine,
+) -> None:
+    async with core_engine.connect() as conn:
+        start = driver.writes(conn)
+        await conn.execute(sa.text("SELECT 1"))
+        await driver.fetch(conn, "  select count(*) FROM events")
+        assert driver.writes(conn) == start
+        for sql in (
+            "CREATE TEMP TABLE w (k int)",
+            "INSERT INTO w VALUES (1)",
+            "WITH x AS (DELETE FROM w RETURNING k) SELECT * FROM x",
+            "SELECT * FROM events FOR UPDATE",
+            "SELECT * FROM events\n for  no key update",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SET LOCAL lock_timeout = '1s'",
+        ):
+            before = driver.writes(conn)
+            await driver.execute(conn, sql)
+            assert driver.writes(conn) == before + 1, sql
+        before = driver.writes(conn)
+        await conn.execute(sa.text("UPDATE w SET k = 2"))
+        assert driver.writes(conn) == before + 1
+
+
+async def test_a_refusal_after_a_write_rolls_back_its_group_and_the_others_commit_once_alone(
+    core_engine: AsyncEngine,
+) -> None:
+    groups = groups_on(core_engine)
+    streams = [str(uuid.uuid4()) for _ in range(12)]
+    refused = streams[5]
+
+    async def write_then_refuse(uow: UnitOfWork) -> int:
+        counter = await uow.load(Counter, refused)
+        counter.count(7)
+        await uow.save(counter)  # in the shared transaction
+        raise Conflict("changed its mind")
+
+    works = [write_then_refuse if s == refused else count_on(s) for s in streams]
+    results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
+
+    assert isinstance(results[5], Conflict)
+    assert [r for i, r in enumerate(results) if i != 5] == [1] * 11
+    assert await stored(core_engine, refused) == []
+    for stream in streams:
+        if stream != refused:
+            assert [r.version for r in await stored(core_engine, stream)] == [1]
+    assert groups.groups_failed == 1  # the shared one; then each ran alone
+
+
+async def test_a_version_conflict_inside_a_group_is_retried_alone_from_a_fresh_read(
+    core_engine: AsyncEngine,
+) -> None:
+    groups = groups_on(core_engine)
+    contested, other = str(uuid.uuid4()), str(uuid.uuid4())
+    attempts = 0
+
+    async def stale_then_fresh(uow: UnitOfWork) -> int:
+        nonlocal attempts
+        attempts += 1
+        counter = await uow.load(Counter, contested)
+        if attempts == 1:
+            # Another writer commits the same version while this one decides.
+            rival = Counter(contested)
+            rival.count(100)
+            async with core_engine.begin() as conn:
+                await uow.store.append(
+                    conn,
+                    uow.store.envelopes(
+                        "Counter", contested, 0, rival.pending_events, correlation_id=uuid.uuid4()
+                    ),
+                )
+        counter.count(1)
+        await uow.save(counter)
+        return counter.version
+
+    results = await asyncio.gather(
+        groups.run(uuid.uuid4(), stale_then_fresh), groups.run(uuid.uuid4(), count_on(other))
+    )
+
+    assert results == [2, 1]
+    assert [r.version for r in await stored(core_engine, contested)] == [1, 2]
+    assert [r.version for r in await stored(core_engine, other)] == [1]
+    assert attempts >= 2 and groups.groups_failed == 1
+
+
+async def test_a_command_cancelled_in_its_turn_leaves_nothing_and_takes_no_one_with_it(
+    core_engine: AsyncEngine,
+) -> None:
+    groups = groups_on(core_engine)
+    slow_stream = str(uuid.uuid4())
+    others = [str(uuid.uuid4()) for _ in range(5)]
+    in_turn = asyncio.Event()
+
+    async def write_then_hang(uow: UnitOfWork) -> int:
+        counter = await uow.load(Counter, slow_stream)
+        counter.count(1)
+        await uow.save(counter)
+        in_turn.set()
+        await asyncio.sleep(30)
+        return 0
+
+    slow = asyncio.create_task(groups.run(uuid.uuid4(), write_then_hang))
+    await asyncio.sleep(0)  # the slow command joins first
+    rest = [asyncio.create_task(groups.run(uuid.uuid4(), count_on(s))) for s in others]
+    await asyncio.wait_for(in_turn.wait(), 10)
+    slow.cancel()
+
+    assert await asyncio.wait_for(asyncio.gather(*rest), 20) == [1] * 5
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert await stored(core_engine, slow_stream) == []
+    for stream in others:
+        assert [r.version for r in await stored(core_engine, stream)] == [1]
+
+
+async def test_a_commit_the_server_refuses_is_known_undone_so_each_command_runs_again_alone(
+    core_engine: AsyncEngine,
+) -> None:
+    """Two commands of one group break a deferred constraint: COMMIT fails, nothing of the group
+    landed; alone, one of the two commits and the other is refused, and the third commits."""
+    async with core_engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE gc_keys (k text UNIQUE DEFERRABLE INITIALLY DEFERRED)"))
+    groups = groups_on(core_engine)
+
+    def insert(key: str) -> Work:
+        async def work(uow: UnitOfWork) -> int:
+            await uow.conn.execute(sa.text("INSERT INTO gc_keys VALUES (:k)"), {"k": key})
+            return 1
+
+        return work
+
+    results = await asyncio.gather(
+        *(groups.run(uuid.uuid4(), insert(k)) for k in ("same", "same", "other")),
+        return_exceptions=True,
+    )
+
+    assert results[0] == 1 and isinstance(results[1], IntegrityError) and results[2] == 1
+    async with core_engine.connect() as conn:
+        keys = sorted((await conn.execute(sa.text("SELECT k FROM gc_keys"))).scalars())
+    assert keys == ["other", "same"]
+    assert groups.groups_failed == 1
+
+
+async def test_max_size_bounds_a_group_and_one_runs_every_command_alone(core_engine: AsyncEngine) -> None:
+    bounded, alone = groups_on(core_engine, max_size=4), groups_on(core_engine, max_size=1)
+    streams = [str(uuid.uuid4()) for _ in range(20)]
+
+    assert await asyncio.gather(*(bounded.run(uuid.uuid4(), count_on(s)) for s in streams[:10])) == [1] * 10
+    assert await asyncio.gather(*(alone.run(uuid.uuid4(), count_on(s)) for s in streams[10:])) == [1] * 10
+
+    assert bounded.groups_committed == 3  # 4 + 4 + 2
+    assert alone.groups_committed == 0 and alone.grouped_commands == 0
+    for stream in streams:
+        assert [r.version for r in await stored(core_engine, stream)] == [1]
+
+
+async def test_a_lone_command_commits_in_a_group_of_one(core_engine: AsyncEngine) -> None:
+    groups = groups_on(core_engine)
+    stream = str(uuid.uuid4())
+    assert await groups.run(uuid.uuid4(), count_on(stream)) == 1
+    assert (groups.groups_committed, groups.grouped_commands) == (1, 0)
+
+
+async def test_when_the_database_cannot_be_reached_each_command_gets_the_error(
+    core_engine: AsyncEngine,
+) -> None:
+    unreachable = create_async_engine("postgresql+asyncpg://nobody:x@127.0.0.1:1/none")
+    try:
+        groups = groups_on(unreachable)
+        results = await asyncio.gather(
+            *(groups.run(uuid.uuid4(), count_on(str(uuid.uuid4()))) for _ in range(3)),
+            return_exceptions=True,
+        )
+    finally:
+        await unreachable.dispose()
+    assert all(isinstance(r, OSError) for r in results), results
+    assert groups.groups_failed == 1 and groups.groups_committed == 0
