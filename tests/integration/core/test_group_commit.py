@@ -39,6 +39,28 @@ def count_on(stream: str, n: int = 1) -> Work:
     return work
 
 
+class Busy:
+    """A command of another stream kept in flight, so that the commands under test group
+    (a command that finds none in flight runs alone)."""
+
+    def __init__(self, groups: GroupCommit) -> None:
+        self.release = asyncio.Event()
+
+        async def hold(uow: UnitOfWork) -> int:
+            await self.release.wait()
+            return 0
+
+        self._task = asyncio.create_task(groups.run(uuid.uuid4(), hold))
+
+    async def __aenter__(self) -> Busy:
+        await asyncio.sleep(0.05)  # it has entered and holds its own transaction
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self._task
+
+
 async def stored(engine: AsyncEngine, stream: str) -> list[sa.Row[tuple[int, uuid.UUID]]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -56,9 +78,10 @@ async def test_concurrent_commands_share_transactions_and_keep_their_own_correla
     streams = [str(uuid.uuid4()) for _ in range(40)]
     cids = [uuid.uuid4() for _ in streams]
 
-    versions = await asyncio.gather(
-        *(groups.run(cid, count_on(s)) for cid, s in zip(cids, streams, strict=True))
-    )
+    async with Busy(groups):
+        versions = await asyncio.gather(
+            *(groups.run(cid, count_on(s)) for cid, s in zip(cids, streams, strict=True))
+        )
 
     assert versions == [1] * 40
     for cid, stream in zip(cids, streams, strict=True):
@@ -76,7 +99,8 @@ async def test_a_command_reads_what_the_commands_before_it_in_its_group_wrote(
     groups = groups_on(core_engine)
     stream = str(uuid.uuid4())
 
-    versions = await asyncio.gather(*(groups.run(uuid.uuid4(), count_on(stream)) for _ in range(10)))
+    async with Busy(groups):
+        versions = await asyncio.gather(*(groups.run(uuid.uuid4(), count_on(stream)) for _ in range(10)))
 
     assert versions == list(range(1, 11))  # joined in order, ran in order
     assert [r.version for r in await stored(core_engine, stream)] == list(range(1, 11))
@@ -90,7 +114,8 @@ async def test_a_refusal_before_any_write_is_answered_and_its_group_goes_on(
     streams = [str(uuid.uuid4()) for _ in range(10)]
 
     works = [count_on(s, n=0 if i == 4 else 1) for i, s in enumerate(streams)]  # 0: Conflict
-    results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
+    async with Busy(groups):
+        results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
 
     assert isinstance(results[4], Conflict)
     assert [r for i, r in enumerate(results) if i != 4] == [1] * 9
@@ -126,12 +151,13 @@ async def test_a_refusal_that_rested_on_a_group_that_then_failed_is_decided_agai
         await count_on(str(uuid.uuid4()))(uow)
         raise RuntimeError("broke after writing")
 
-    first, second, third = await asyncio.gather(
-        groups.run(uuid.uuid4(), count_one),
-        groups.run(uuid.uuid4(), only_if_empty),
-        groups.run(uuid.uuid4(), write_then_fail),
-        return_exceptions=True,
-    )
+    async with Busy(groups):
+        first, second, third = await asyncio.gather(
+            groups.run(uuid.uuid4(), count_one),
+            groups.run(uuid.uuid4(), only_if_empty),
+            groups.run(uuid.uuid4(), write_then_fail),
+            return_exceptions=True,
+        )
 
     assert isinstance(third, RuntimeError)
     assert second == 1, second  # alone, it found the stream empty: the refusal did not stand
@@ -179,7 +205,8 @@ async def test_a_refusal_after_a_write_rolls_back_its_group_and_the_others_commi
         raise Conflict("changed its mind")
 
     works = [write_then_refuse if s == refused else count_on(s) for s in streams]
-    results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
+    async with Busy(groups):
+        results = await asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True)
 
     assert isinstance(results[5], Conflict)
     assert [r for i, r in enumerate(results) if i != 5] == [1] * 11
@@ -216,9 +243,10 @@ async def test_a_version_conflict_inside_a_group_is_retried_alone_from_a_fresh_r
         await uow.save(counter)
         return counter.version
 
-    results = await asyncio.gather(
-        groups.run(uuid.uuid4(), stale_then_fresh), groups.run(uuid.uuid4(), count_on(other))
-    )
+    async with Busy(groups):
+        results = await asyncio.gather(
+            groups.run(uuid.uuid4(), stale_then_fresh), groups.run(uuid.uuid4(), count_on(other))
+        )
 
     assert results == [2, 1]
     assert [r.version for r in await stored(core_engine, contested)] == [1, 2]
@@ -272,10 +300,11 @@ async def test_a_commit_the_server_refuses_is_known_undone_so_each_command_runs_
 
         return work
 
-    results = await asyncio.gather(
-        *(groups.run(uuid.uuid4(), insert(k)) for k in ("same", "same", "other")),
-        return_exceptions=True,
-    )
+    async with Busy(groups):
+        results = await asyncio.gather(
+            *(groups.run(uuid.uuid4(), insert(k)) for k in ("same", "same", "other")),
+            return_exceptions=True,
+        )
 
     assert results[0] == 1 and isinstance(results[1], IntegrityError) and results[2] == 1
     async with core_engine.connect() as conn:
@@ -288,8 +317,12 @@ async def test_max_size_bounds_a_group_and_one_runs_every_command_alone(core_eng
     bounded, alone = groups_on(core_engine, max_size=4), groups_on(core_engine, max_size=1)
     streams = [str(uuid.uuid4()) for _ in range(20)]
 
-    assert await asyncio.gather(*(bounded.run(uuid.uuid4(), count_on(s)) for s in streams[:10])) == [1] * 10
-    assert await asyncio.gather(*(alone.run(uuid.uuid4(), count_on(s)) for s in streams[10:])) == [1] * 10
+    async with Busy(bounded):
+        assert (
+            await asyncio.gather(*(bounded.run(uuid.uuid4(), count_on(s)) for s in streams[:10])) == [1] * 10
+        )
+    async with Busy(alone):
+        assert await asyncio.gather(*(alone.run(uuid.uuid4(), count_on(s)) for s in streams[10:])) == [1] * 10
 
     assert bounded.groups_committed == 3  # 4 + 4 + 2
     assert alone.groups_committed == 0 and alone.grouped_commands == 0
@@ -297,11 +330,11 @@ async def test_max_size_bounds_a_group_and_one_runs_every_command_alone(core_eng
         assert [r.version for r in await stored(core_engine, stream)] == [1]
 
 
-async def test_a_lone_command_commits_in_a_group_of_one(core_engine: AsyncEngine) -> None:
+async def test_a_command_that_finds_no_other_in_flight_runs_alone(core_engine: AsyncEngine) -> None:
     groups = groups_on(core_engine)
     stream = str(uuid.uuid4())
     assert await groups.run(uuid.uuid4(), count_on(stream)) == 1
-    assert (groups.groups_committed, groups.grouped_commands) == (1, 0)
+    assert (groups.groups_committed, groups.grouped_commands) == (0, 0)  # the plain path
 
 
 async def test_when_the_database_cannot_be_reached_each_command_gets_the_error(
@@ -310,6 +343,7 @@ async def test_when_the_database_cannot_be_reached_each_command_gets_the_error(
     unreachable = create_async_engine("postgresql+asyncpg://nobody:x@127.0.0.1:1/none")
     try:
         groups = groups_on(unreachable)
+        # The first runs alone (nothing else in flight); the two that find it in flight group.
         results = await asyncio.gather(
             *(groups.run(uuid.uuid4(), count_on(str(uuid.uuid4()))) for _ in range(3)),
             return_exceptions=True,
