@@ -19,6 +19,7 @@ tests/integration/core/test_driver*.py fail if an upgrade changes them).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -36,15 +37,39 @@ _PLAIN_READ = re.compile(r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\
 
 
 def _count(info: dict[str, Any], sql: str) -> None:
-    if not _PLAIN_READ.match(sql):
-        info["writes"] = info.get("writes", 0) + 1
+    if "writes" in info and not _PLAIN_READ.match(sql):
+        info["writes"] += 1
+
+
+def _count_failure(info: dict[str, Any]) -> None:
+    # A statement the server refused aborts the transaction: whatever the caller does with the
+    # error, everything after it in this transaction fails, and COMMIT silently rolls back.
+    if "writes" in info:
+        info["writes"] += 1
+        info["failures"] += 1
+
+
+def count_writes(conn: AsyncConnection, *, on: bool = True) -> None:
+    """Start (or, ``on=False``, stop) counting on ``conn`` the statements that may change or lock
+    something, sent through SQLAlchemy or this module. Group commit (shared/group_commit.py)
+    compares ``writes`` before and after a command to know whether a refused command left
+    anything in the shared transaction. Off elsewhere: no statement pays for the check."""
+    if on:
+        conn.info["writes"] = conn.info["failures"] = 0
+    else:
+        conn.info.pop("writes", None)
+        conn.info.pop("failures", None)
 
 
 def writes(conn: AsyncConnection) -> int:
-    """How many statements that may change or lock something this connection has sent, through
-    SQLAlchemy or this module: group commit (shared/group_commit.py) compares it before and after
-    a command to know whether a refused command left anything in the shared transaction."""
-    return int(conn.info.get("writes", 0))
+    """Statements counted since ``count_writes(conn)``: those that may change or lock something,
+    and those that failed (a failure aborts the transaction, a change too)."""
+    return int(conn.info["writes"])
+
+
+def failures(conn: AsyncConnection) -> int:
+    """Statements that failed since ``count_writes(conn)``, whether or not the caller went on."""
+    return int(conn.info["failures"])
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -52,6 +77,12 @@ def _count_sqlalchemy_statement(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     _count(conn.info, statement)
+
+
+@event.listens_for(Engine, "handle_error")
+def _count_sqlalchemy_failure(context: Any) -> None:
+    if context.connection is not None and not context.connection.closed:
+        _count_failure(context.connection.info)
 
 
 async def driver(conn: AsyncConnection) -> Driver:
@@ -97,6 +128,8 @@ async def _reraise(conn: AsyncConnection, exc: Exception, sql: str) -> None:
     """Raise what SQLAlchemy would have raised for ``exc`` (``IntegrityError``, ``DBAPIError``
     with ``connection_invalidated`` on a lost connection, ...), so callers' error handling (retry
     a command, classify a consumer failure as transient, answer 503) is the same either way."""
+    with contextlib.suppress(Exception):  # a connection already closed counts nothing
+        _count_failure(conn.info)
     fairy = await conn.get_raw_connection()
     adapter: Any = fairy.dbapi_connection
     try:

@@ -27,6 +27,7 @@ waits on another transaction holds up the whole group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
@@ -34,7 +35,7 @@ from typing import TypeVar, cast
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 
-from shared.driver import writes
+from shared.driver import count_writes, failures, writes
 from shared.unit_of_work import UnitOfWork, retrying
 
 T = TypeVar("T")
@@ -134,10 +135,16 @@ class GroupCommit:
                 uow = group.uow
                 if group.failed or uow is None:
                     return False, None
-                written = writes(uow.conn)
+                written, failed = writes(uow.conn), failures(uow.conn)
                 try:
                     with uow.serving(correlation_id):
-                        return True, await work(uow)
+                        result = await work(uow)
+                    if failures(uow.conn) == failed:
+                        return True, result
+                    # It went on past a statement the server refused: the transaction is
+                    # aborted, and COMMIT would roll everything back without a word.
+                    group.failed = True
+                    return False, None
                 except BaseException as exc:
                     if (
                         isinstance(exc, Exception)
@@ -163,24 +170,29 @@ class GroupCommit:
         try:
             async with self._make_uow(None) as uow:
                 group.uow = uow
-                group.ready.set()
-                while group.waiting:
-                    await group.idle.wait()
-                # No await between the check above and here: nobody can join in between.
-                self._close(group)
-                if not group.failed:
-                    try:
-                        await uow.commit()
-                    except DBAPIError as exc:
-                        # The server answered COMMIT with an error (a deferred constraint): it
-                        # rolled back, known for sure, so the commands run again alone. Only a
-                        # connection lost during COMMIT leaves the outcome unknown.
-                        if exc.connection_invalidated:
+                count_writes(uow.conn)
+                try:
+                    group.ready.set()
+                    while group.waiting:
+                        await group.idle.wait()
+                    # No await between the check above and here: nobody can join in between.
+                    self._close(group)
+                    if not group.failed:
+                        try:
+                            await uow.commit()
+                        except DBAPIError as exc:
+                            # The server answered COMMIT with an error (a deferred constraint): it
+                            # rolled back, known for sure, so the commands run again alone. Only a
+                            # connection lost during COMMIT leaves the outcome unknown.
+                            if exc.connection_invalidated:
+                                commit_error = exc
+                            raise
+                        except BaseException as exc:
                             commit_error = exc
-                        raise
-                    except BaseException as exc:
-                        commit_error = exc
-                        raise
+                            raise
+                finally:
+                    with contextlib.suppress(Exception):  # a connection lost has no info left
+                        count_writes(uow.conn, on=False)  # back to the pool uncounted
         except BaseException:
             if commit_error is None:
                 group.failed = True  # could not connect, or rolling back failed: nothing landed

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared import driver
@@ -170,6 +171,7 @@ async def test_writes_counts_every_statement_that_may_change_or_lock_something(
     core_engine: AsyncEngine,
 ) -> None:
     async with core_engine.connect() as conn:
+        driver.count_writes(conn)
         start = driver.writes(conn)
         await conn.execute(sa.text("SELECT 1"))
         await driver.fetch(conn, "  select count(*) FROM events")
@@ -189,6 +191,14 @@ async def test_writes_counts_every_statement_that_may_change_or_lock_something(
         before = driver.writes(conn)
         await conn.execute(sa.text("UPDATE w SET k = 2"))
         assert driver.writes(conn) == before + 1
+        before, failed = driver.writes(conn), driver.failures(conn)
+        with pytest.raises(DBAPIError):
+            await conn.execute(sa.text("SELECT 1 / 0"))  # a failure counts as both
+        assert (driver.writes(conn), driver.failures(conn)) == (before + 1, failed + 1)
+        await conn.rollback()
+        driver.count_writes(conn, on=False)
+        await conn.execute(sa.text("SELECT 1"))
+        assert "writes" not in conn.info  # off: nothing counted, nothing kept on the connection
 
 
 async def test_a_refusal_after_a_write_rolls_back_its_group_and_the_others_commit_once_alone(
@@ -352,3 +362,37 @@ async def test_when_the_database_cannot_be_reached_each_command_gets_the_error(
         await unreachable.dispose()
     assert all(isinstance(r, OSError) for r in results), results
     assert groups.groups_failed == 1 and groups.groups_committed == 0
+
+
+async def test_a_command_that_goes_on_past_a_refused_statement_poisons_no_group(
+    core_engine: AsyncEngine,
+) -> None:
+    """PostgreSQL aborts a transaction at its first failed statement and answers a later COMMIT
+    with a silent ROLLBACK: a command that catches the error (and returns, or refuses as if
+    nothing had been written) must not let its group "commit" the others into nothing."""
+    groups = groups_on(core_engine)
+
+    async def swallow(uow: UnitOfWork) -> int:
+        with contextlib.suppress(DBAPIError):
+            await uow.conn.execute(sa.text("SELECT 1 / 0"))
+        return -1
+
+    async def swallow_then_refuse(uow: UnitOfWork) -> int:
+        try:
+            await driver.fetch(uow.conn, "SELECT 1 / 0")
+        except DBAPIError:
+            raise Conflict("refused after a failed read") from None
+        return -1
+
+    for bad in (swallow, swallow_then_refuse):
+        chosen = [str(uuid.uuid4()) for _ in range(3)]
+        # Last in its group: no later command trips over the aborted transaction for it.
+        works: list[Work] = [count_on(chosen[0]), count_on(chosen[1]), count_on(chosen[2]), bad]
+        async with Busy(groups):
+            results = await asyncio.gather(
+                *(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True
+            )
+        assert results[:3] == [1, 1, 1], results
+        for stream in chosen:
+            assert [r.version for r in await stored(core_engine, stream)] == [1], bad.__name__
+    assert groups.groups_failed == 2
