@@ -21,7 +21,9 @@ server refuses the COMMIT. If the connection is lost during COMMIT, nobody knows
 landed, so every command of the group gets that error, as a lone command would.
 
 Only commands that take no locks beyond their own rows should be grouped: a grouped command that
-waits on another transaction holds up the whole group.
+waits on another transaction holds up the whole group. The one lock a grouped report may take is
+its Idempotency-Key's (shared/runtime.py), held only while the same key is in flight twice, a
+client's retry: the retry's group waits for the first to commit, then finds its answer.
 """
 
 from __future__ import annotations
