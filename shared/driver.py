@@ -31,9 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 #: asyncpg ships no type information.
 Driver = Any
 
-#: A statement that changes nothing and holds nothing: a plain SELECT, without row locks or
-#: advisory locks. Anything else counts as a write (``writes``), erring on the safe side.
-_PLAIN_READ = re.compile(r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\b|advisory))", re.I | re.S)
+#: A statement that changes nothing and holds nothing: a plain SELECT, without row locks,
+#: advisory locks, ``SELECT ... INTO`` (a new table), or the built-in functions with effects
+#: (sequences, settings, notifications). Anything else counts as a write (``writes``), erring on
+#: the safe side; a function of our own with effects would have to be added here.
+_PLAIN_READ = re.compile(
+    r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\b|\bINTO\b"
+    r"|advisory|nextval|setval|set_config|pg_notify))",
+    re.I | re.S,
+)
 
 
 def _count(info: dict[str, Any], sql: str) -> None:

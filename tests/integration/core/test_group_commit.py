@@ -183,6 +183,10 @@ async def test_writes_counts_every_statement_that_may_change_or_lock_something(
             "SELECT * FROM events FOR UPDATE",
             "SELECT * FROM events\n for  no key update",
             "SELECT pg_advisory_xact_lock(1)",
+            "SELECT * INTO TEMP w2 FROM w",
+            "SELECT set_config('lock_timeout', '1s', true)",
+            "SELECT pg_notify('c', 'x')",
+            "SELECT nextval(pg_get_serial_sequence('events', 'position'))",
             "SET LOCAL lock_timeout = '1s'",
         ):
             before = driver.writes(conn)
