@@ -33,8 +33,10 @@ Driver = Any
 
 #: A statement that changes nothing and holds nothing: a plain SELECT, without row locks,
 #: advisory locks, ``SELECT ... INTO`` (a new table), or the built-in functions with effects
-#: (sequences, settings, notifications). Anything else counts as a write (``writes``), erring on
-#: the safe side; a function of our own with effects would have to be added here.
+#: (sequences, settings, notifications), and alone in its string. Anything else counts as a
+#: write (``writes``), erring on the safe side. What a pattern cannot see: a function with effects
+#: called from a SELECT (``SELECT f()``). The schema defines none today (its functions are
+#: triggers, which fire only from writes); one that is added must be named here.
 _PLAIN_READ = re.compile(
     r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\b|\bINTO\b"
     r"|advisory|nextval|setval|set_config|pg_notify))",
@@ -42,9 +44,28 @@ _PLAIN_READ = re.compile(
 )
 
 
+#: Comments, which could part ``FOR`` from ``UPDATE`` (``FOR/**/UPDATE``); a marker inside a
+#: string literal is taken for one too, which at worst hides nothing that is not on its line.
+_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
+#: A second statement after the first (the simple query protocol runs them all).
+_SECOND_STATEMENT = re.compile(r";\s*\S")
+#: A statement that ends the transaction it is sent in (``ROLLBACK TO SAVEPOINT`` does not).
+_ENDS_TRANSACTION = re.compile(
+    r"(^|;)\s*(COMMIT|END|ABORT|PREPARE\s+TRANSACTION|ROLLBACK(?!\s+((WORK|TRANSACTION)\s+)?TO\b))\b",
+    re.I,
+)
+
+
 def _count(info: dict[str, Any], sql: str) -> None:
-    if "writes" in info and not _PLAIN_READ.match(sql):
-        info["writes"] += 1
+    if "writes" not in info:
+        return
+    if "--" in sql or "/*" in sql:
+        sql = _COMMENT.sub(" ", sql)
+    if _PLAIN_READ.match(sql) and not _SECOND_STATEMENT.search(sql):
+        return
+    info["writes"] += 1
+    if _ENDS_TRANSACTION.search(sql):
+        info["ends"] += 1
 
 
 def _count_failure(info: dict[str, Any]) -> None:
@@ -61,16 +82,23 @@ def count_writes(conn: AsyncConnection, *, on: bool = True) -> None:
     compares ``writes`` before and after a command to know whether a refused command left
     anything in the shared transaction. Off elsewhere: no statement pays for the check."""
     if on:
-        conn.info["writes"] = conn.info["failures"] = 0
+        conn.info["writes"] = conn.info["failures"] = conn.info["ends"] = 0
     else:
-        conn.info.pop("writes", None)
-        conn.info.pop("failures", None)
+        for key in ("writes", "failures", "ends"):
+            conn.info.pop(key, None)
 
 
 def writes(conn: AsyncConnection) -> int:
     """Statements counted since ``count_writes(conn)``: those that may change or lock something,
     and those that failed (a failure aborts the transaction, a change too)."""
     return int(conn.info["writes"])
+
+
+def transaction_ends(conn: AsyncConnection) -> int:
+    """Statements sent as SQL since ``count_writes(conn)`` that end the transaction they run in
+    (``COMMIT``, ``ROLLBACK``, ...), which SQLAlchemy does not see: a command of a group that
+    sends one ends everyone's transaction."""
+    return int(conn.info["ends"])
 
 
 def failures(conn: AsyncConnection) -> int:

@@ -20,6 +20,13 @@ its own answer and one failure never takes another command down with it; the sam
 server refuses the COMMIT. If the connection is lost during COMMIT, nobody knows whether it
 landed, so every command of the group gets that error, as a lone command would.
 
+Cancellation keeps a lone command's meaning: a command whose caller gives up (a timeout) before
+its group sends COMMIT leaves nothing, so its group rolls back and the others run again alone; a
+leader cancelled (shutdown) rolls its group back the same way, once the command in its turn is
+through with the connection. A command that ends the shared transaction itself (COMMIT or
+ROLLBACK, through SQLAlchemy or as SQL) may have landed the commands before it: running them
+again could do them twice, so every command of the group gets ``TransactionEnded``.
+
 Only commands that take no locks beyond their own rows should be grouped: a grouped command that
 waits on another transaction holds up the whole group. The one lock a grouped report may take is
 its Idempotency-Key's (shared/runtime.py), held only while the same key is in flight twice, a
@@ -30,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
@@ -37,10 +46,11 @@ from typing import TypeVar, cast
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 
-from shared.driver import count_writes, failures, writes
+from shared.driver import count_writes, failures, transaction_ends, writes
 from shared.unit_of_work import UnitOfWork, retrying
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 GROUP_SIZE = Histogram(
     "group_commit_size",
@@ -54,9 +64,23 @@ class _Failed(Exception):
     """The group rolled back: its commands run again alone."""
 
 
+class TransactionEnded(RuntimeError):
+    """A command of a group committed or rolled back the shared transaction itself: what of the
+    commands before it landed is unknown, so none may run again (it could run twice)."""
+
+
 class _Refused:
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+class _Turn:
+    """What a command's turn in its group came to."""
+
+    def __init__(self, *, ran: bool, result: object = None, wrote: bool = False) -> None:
+        self.ran = ran  # it ran to the end and the transaction holds it: the group's outcome is its own
+        self.result = result  # its return value, or _Refused
+        self.wrote = wrote
 
 
 class _Group:
@@ -64,7 +88,9 @@ class _Group:
         self.size = 0  # commands that joined
         self.waiting = 0  # joined and not yet through their turn
         self.open = True  # still taking commands
-        self.failed = False
+        self.failed = False  # nothing of it may commit: its commands run again alone
+        self.ended: TransactionEnded | None = None  # a command ended the transaction itself
+        self.committing = False  # COMMIT is sent: too late to take a command out
         self.uow: UnitOfWork | None = None
         self.ready = asyncio.Event()  # the transaction is open (or could not be)
         self.idle = asyncio.Event()  # no command is waiting for its turn
@@ -95,16 +121,23 @@ class GroupCommit:
         try:
             if grouping:
                 group = self._join()
-                ran, result = await self._take_turn(group, correlation_id, work)
+                turn = await self._take_turn(group, correlation_id, work)
                 try:
                     await asyncio.shield(group.outcome)
                 except _Failed:
                     pass  # run again alone, below
+                except asyncio.CancelledError:
+                    # Its caller gave up (a timeout) before the group committed: alone, nothing of
+                    # it would land, so neither may it here; the others run again alone. Once
+                    # COMMIT is sent, the outcome is as unknown as a lone command's would be.
+                    if turn.wrote and not group.committing:
+                        group.failed = True
+                    raise
                 else:
-                    if isinstance(result, _Refused):
-                        raise result.error
-                    if ran:
-                        return cast(T, result)
+                    if isinstance(turn.result, _Refused):
+                        raise turn.result.error
+                    if turn.ran:
+                        return cast(T, turn.result)
             return await retrying(lambda: self._make_uow(correlation_id), work)
         finally:
             self._in_flight -= 1
@@ -113,7 +146,11 @@ class GroupCommit:
         group = self._open
         if group is None or not group.open:
             group = self._open = _Group()
-            leader = asyncio.create_task(self._lead(group), name="group-commit")
+            # A context of its own: a copy of the first joiner's would name that command's
+            # correlation id on the leader's log lines.
+            leader = asyncio.create_task(
+                self._lead(group), name="group-commit", context=contextvars.Context()
+            )
             self._leaders.add(leader)
             leader.add_done_callback(self._leaders.discard)
         group.size += 1
@@ -130,41 +167,58 @@ class GroupCommit:
 
     async def _take_turn(
         self, group: _Group, correlation_id: uuid.UUID, work: Callable[[UnitOfWork], Awaitable[T]]
-    ) -> tuple[bool, T | _Refused | None]:
+    ) -> _Turn:
         try:
             async with group.turn:
                 await group.ready.wait()
                 uow = group.uow
-                if group.failed or uow is None:
-                    return False, None
-                written, failed = writes(uow.conn), failures(uow.conn)
+                if group.failed or group.ended or uow is None:
+                    return _Turn(ran=False)
+                conn = uow.conn
+                written, failed, ends = writes(conn), failures(conn), transaction_ends(conn)
                 try:
                     with uow.serving(correlation_id):
                         result = await work(uow)
-                    if failures(uow.conn) == failed:
-                        return True, result
+                except BaseException as exc:
+                    wrote = True  # unless known otherwise
+                    try:
+                        self._check_still_open(group, uow, ends)
+                        wrote = writes(conn) > written
+                    except Exception:  # the connection is lost: nothing of it will commit
+                        group.failed = True
+                    if group.failed or group.ended:
+                        pass  # the group is lost anyway (its leader was cancelled, ...)
+                    elif isinstance(exc, Exception) and not isinstance(exc, DBAPIError) and not wrote:
+                        return _Turn(ran=False, result=_Refused(exc))  # before any write: nothing to undo
+                    else:
+                        # Failed after a write, conflicted, cancelled: the transaction may hold
+                        # part of this command, so the group must not commit. The command is
+                        # answered by its run alone; a cancellation goes on up.
+                        group.failed = True
+                    if not isinstance(exc, Exception):
+                        raise
+                    return _Turn(ran=False)
+                self._check_still_open(group, uow, ends)
+                if failures(conn) != failed:
                     # It went on past a statement the server refused: the transaction is
                     # aborted, and COMMIT would roll everything back without a word.
                     group.failed = True
-                    return False, None
-                except BaseException as exc:
-                    if (
-                        isinstance(exc, Exception)
-                        and not isinstance(exc, DBAPIError)
-                        and writes(uow.conn) == written
-                    ):
-                        return False, _Refused(exc)  # before any write: nothing to undo
-                    # Failed after a write, conflicted, cancelled: the transaction may hold part
-                    # of this command, so the group must not commit. The command is answered by
-                    # its run alone; a cancellation goes on up.
-                    group.failed = True
-                    if not isinstance(exc, Exception):
-                        raise
-                    return False, None
+                if group.failed or group.ended:
+                    return _Turn(ran=False)
+                return _Turn(ran=True, result=result, wrote=writes(conn) > written)
         finally:
             group.waiting -= 1
             if group.waiting == 0:
                 group.idle.set()
+
+    @staticmethod
+    def _check_still_open(group: _Group, uow: UnitOfWork, ends: int) -> None:
+        if group.ended is None and (not uow.transaction_open or transaction_ends(uow.conn) != ends):
+            group.ended = TransactionEnded(
+                "a command of this group ended the shared transaction itself (COMMIT or ROLLBACK):"
+                " what the commands before it wrote may have landed, so none of them runs again"
+            )
+            log.error("group commit: %s", group.ended)
 
     async def _lead(self, group: _Group) -> None:
         """Opens the group's transaction, waits until every command that joined has run, commits."""
@@ -175,11 +229,23 @@ class GroupCommit:
                 count_writes(uow.conn)
                 try:
                     group.ready.set()
-                    while group.waiting:
-                        await group.idle.wait()
+                    try:
+                        while group.waiting:
+                            await group.idle.wait()
+                    except asyncio.CancelledError:
+                        # Nobody is left to commit (shutdown): the group rolls back, and its
+                        # commands run again alone. The one in its turn still uses the
+                        # connection, so it stays open until that turn is over.
+                        group.failed = True
+                        self._close(group)
+                        while group.waiting:
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await group.idle.wait()
+                        raise
                     # No await between the check above and here: nobody can join in between.
                     self._close(group)
-                    if not group.failed:
+                    if not group.failed and not group.ended:
+                        group.committing = True
                         try:
                             await uow.commit()
                         except DBAPIError as exc:
@@ -188,6 +254,11 @@ class GroupCommit:
                             # connection lost during COMMIT leaves the outcome unknown.
                             if exc.connection_invalidated:
                                 commit_error = exc
+                            raise
+                        except asyncio.CancelledError:
+                            commit_error = ConnectionAbortedError(
+                                "the group's COMMIT was interrupted: whether it landed is unknown"
+                            )
                             raise
                         except BaseException as exc:
                             commit_error = exc
@@ -204,7 +275,8 @@ class GroupCommit:
             self._settle(group, commit_error)
 
     def _settle(self, group: _Group, commit_error: BaseException | None) -> None:
-        if commit_error is None and not group.failed:
+        error = group.ended or commit_error
+        if error is None and not group.failed:
             self.groups_committed += 1
             GROUP_SIZE.observe(group.size)
             if group.size > 1:
@@ -214,7 +286,7 @@ class GroupCommit:
         if commit_error is None:
             self.groups_failed += 1
             GROUPS_FAILED.inc()
-        group.outcome.set_exception(commit_error or _Failed())
+        group.outcome.set_exception(error or _Failed())
         group.outcome.exception()  # retrieved: nobody may be left to await it (all cancelled)
 
     async def aclose(self) -> None:

@@ -99,6 +99,11 @@ class UnitOfWork:
         finally:
             self.correlation_id = previous
 
+    @property
+    def transaction_open(self) -> bool:
+        """Its transaction is still the one it began: nobody committed or rolled it back."""
+        return self._tx is not None and self._tx.is_active
+
     async def commit(self) -> None:
         assert self._tx is not None
         await self._tx.commit()

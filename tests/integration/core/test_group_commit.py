@@ -400,3 +400,119 @@ async def test_a_command_that_goes_on_past_a_refused_statement_poisons_no_group(
         for stream in chosen:
             assert [r.version for r in await stored(core_engine, stream)] == [1], bad.__name__
     assert groups.groups_failed == 2
+
+
+async def test_a_command_cancelled_while_its_group_has_not_committed_leaves_nothing(
+    core_engine: AsyncEngine,
+) -> None:
+    """Its turn is over and it wrote, but its caller gave up (a timeout) before the group began
+    to commit: alone, nothing of it would land, and in a group neither may it."""
+    groups = groups_on(core_engine)
+    given_up, held = str(uuid.uuid4()), str(uuid.uuid4())
+    in_turn, release = asyncio.Event(), asyncio.Event()
+
+    async def write_then_wait(uow: UnitOfWork) -> int:
+        version = await count_on(held)(uow)
+        in_turn.set()
+        await release.wait()  # keeps the group open after the first command's turn
+        return version
+
+    async with Busy(groups):
+        first = asyncio.create_task(groups.run(uuid.uuid4(), count_on(given_up)))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(groups.run(uuid.uuid4(), write_then_wait))
+        await asyncio.wait_for(in_turn.wait(), 10)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        release.set()
+        assert await asyncio.wait_for(second, 20) == 1
+
+    assert await stored(core_engine, given_up) == []
+    assert [r.version for r in await stored(core_engine, held)] == [1]
+    assert groups.groups_failed == 1
+
+
+async def test_a_leader_cancelled_mid_group_lets_every_command_run_again_alone(
+    core_engine: AsyncEngine,
+) -> None:
+    """At shutdown the leader's task may be cancelled while a command is in its turn: that
+    command goes on using the shared connection, and must not find it gone."""
+    groups = groups_on(core_engine)
+    first_stream, second_stream, third_stream = (str(uuid.uuid4()) for _ in range(3))
+    in_turn, release = asyncio.Event(), asyncio.Event()
+
+    async def write_wait_write(uow: UnitOfWork) -> int:
+        await count_on(first_stream)(uow)
+        in_turn.set()
+        await release.wait()
+        return await count_on(second_stream)(uow)
+
+    async with Busy(groups):
+        busy_leaders = set(groups._leaders)
+        first = asyncio.create_task(groups.run(uuid.uuid4(), write_wait_write))
+        await asyncio.sleep(0)
+        later = asyncio.create_task(groups.run(uuid.uuid4(), count_on(third_stream)))
+        await asyncio.wait_for(in_turn.wait(), 10)
+        (leader,) = groups._leaders - busy_leaders
+        leader.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, later), 20) == [1, 1]
+
+    for stream in (first_stream, second_stream, third_stream):
+        assert [r.version for r in await stored(core_engine, stream)] == [1], stream
+    assert groups.groups_committed == 0 and groups.groups_failed == 1
+
+
+async def test_a_command_that_ends_the_shared_transaction_itself_fails_its_group_loudly(
+    core_engine: AsyncEngine,
+) -> None:
+    """COMMIT sent by a command mid-group lands the commands before it: running them again alone
+    would do them twice. Nobody can be told what landed, so each is told so, and nothing runs
+    twice."""
+    for end in ("commit", "rollback", "COMMIT", "ROLLBACK"):
+        groups = groups_on(core_engine)
+        before, after = str(uuid.uuid4()), str(uuid.uuid4())
+
+        async def ends_it(uow: UnitOfWork, end: str = end) -> int:
+            if end.isupper():  # sent as SQL: SQLAlchemy does not see it
+                await driver.execute(uow.conn, end)
+            else:
+                await getattr(uow.conn, end)()
+            return 0
+
+        async with Busy(groups):
+            results = await asyncio.gather(
+                groups.run(uuid.uuid4(), count_on(before)),
+                groups.run(uuid.uuid4(), ends_it),
+                groups.run(uuid.uuid4(), count_on(after)),
+                return_exceptions=True,
+            )
+        assert all(isinstance(r, RuntimeError) and "ended" in str(r) for r in results), (end, results)
+        landed = [r.version for r in await stored(core_engine, before)]
+        assert landed == ([1] if end.lower() == "commit" else []), end  # never twice
+        assert await stored(core_engine, after) == [], end  # it never ran
+        assert groups.groups_committed == 0
+
+
+async def test_writes_counts_what_a_comment_or_a_second_statement_would_hide(
+    core_engine: AsyncEngine,
+) -> None:
+    async with core_engine.connect() as conn:
+        driver.count_writes(conn)
+        await driver.execute(conn, "CREATE TEMP TABLE w3 (k int)")
+        for sql in (
+            "SELECT * FROM w3 FOR/**/UPDATE",
+            "SELECT * FROM w3 FOR -- a comment\n UPDATE",
+            "SELECT 1; INSERT INTO w3 VALUES (1)",
+        ):
+            before = driver.writes(conn)
+            await driver.execute(conn, sql)
+            assert driver.writes(conn) == before + 1, sql
+        before = driver.writes(conn)
+        await driver.fetch(conn, "SELECT 1 AS one; ")  # a trailing semicolon is still one read
+        await driver.fetch(conn, "SELECT '--' AS dashes")
+        assert driver.writes(conn) == before
+        await conn.rollback()
+        driver.count_writes(conn, on=False)
