@@ -71,9 +71,11 @@ def _count(info: dict[str, Any], sql: str) -> None:
 def _count_failure(info: dict[str, Any]) -> None:
     # A statement the server refused aborts the transaction: whatever the caller does with the
     # error, everything after it in this transaction fails, and COMMIT silently rolls back.
+    # Counted always (it costs nothing until something fails), counted as a write too while
+    # writes are counted.
+    info["failures"] = info.get("failures", 0) + 1
     if "writes" in info:
         info["writes"] += 1
-        info["failures"] += 1
 
 
 def count_writes(conn: AsyncConnection, *, on: bool = True) -> None:
@@ -82,10 +84,10 @@ def count_writes(conn: AsyncConnection, *, on: bool = True) -> None:
     compares ``writes`` before and after a command to know whether a refused command left
     anything in the shared transaction. Off elsewhere: no statement pays for the check."""
     if on:
-        conn.info["writes"] = conn.info["failures"] = conn.info["ends"] = 0
+        conn.info["writes"] = conn.info["ends"] = 0
     else:
-        for key in ("writes", "failures", "ends"):
-            conn.info.pop(key, None)
+        conn.info.pop("writes", None)
+        conn.info.pop("ends", None)
 
 
 def writes(conn: AsyncConnection) -> int:
@@ -102,8 +104,9 @@ def transaction_ends(conn: AsyncConnection) -> int:
 
 
 def failures(conn: AsyncConnection) -> int:
-    """Statements that failed since ``count_writes(conn)``, whether or not the caller went on."""
-    return int(conn.info["failures"])
+    """Statements that failed in ``conn``'s transaction, whether or not the caller went on, less
+    those a rollback to a savepoint undid: while it is not 0, COMMIT would silently roll back."""
+    return int(conn.info.get("failures", 0))
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -111,6 +114,39 @@ def _count_sqlalchemy_statement(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
     _count(conn.info, statement)
+
+
+@event.listens_for(Engine, "begin")
+def _forget_failures(conn: Any) -> None:
+    conn.info["failures"] = 0
+    conn.info.pop("savepoints", None)
+
+
+# SQLAlchemy's savepoints nest (``begin_nested``), and the "savepoint" event is told no name
+# when SQLAlchemy makes one up: a stack of the failure counts at each savepoint's start.
+@event.listens_for(Engine, "savepoint")
+def _mark_savepoint(conn: Any, name: str | None) -> None:
+    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
+        return
+    conn.info.setdefault("savepoints", []).append(conn.info.get("failures", 0))
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _undo_failures_since_savepoint(conn: Any, name: str, context: Any) -> None:
+    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
+        return
+    marks = conn.info.get("savepoints")
+    if marks:
+        conn.info["failures"] = marks.pop()
+
+
+@event.listens_for(Engine, "release_savepoint")
+def _release_savepoint(conn: Any, name: str, context: Any) -> None:
+    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
+        return
+    marks = conn.info.get("savepoints")
+    if marks:
+        marks.pop()
 
 
 @event.listens_for(Engine, "handle_error")

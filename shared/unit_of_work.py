@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from shared.aggregate import Aggregate, NotFound
+from shared.driver import failures
 from shared.envelope import EventEnvelope
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.locks import LockSpace, xact_lock_sql
@@ -27,6 +28,10 @@ T = TypeVar("T")
 
 #: Called with every envelope appended in this unit of work, inside its transaction.
 InlineProjection = Callable[[AsyncConnection, EventEnvelope], Awaitable[None]]
+
+
+class TransactionAborted(RuntimeError):
+    """Commit refused: a statement failed in the transaction and its error was not let through."""
 
 
 class UnitOfWork:
@@ -106,6 +111,14 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         assert self._tx is not None
+        if failures(self.conn):
+            # PostgreSQL answers COMMIT of an aborted transaction with a ROLLBACK and no error:
+            # reported as committed, a command would be answered and a batch's offsets moved on
+            # over nothing.
+            raise TransactionAborted(
+                "a statement of this transaction failed and the error was caught: nothing of it"
+                " can commit (roll back to a savepoint to go on after an error)"
+            )
         await self._tx.commit()
 
     async def lock(self, space: LockSpace, name: uuid.UUID | str) -> None:
