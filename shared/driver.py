@@ -19,6 +19,7 @@ tests/integration/core/test_driver*.py fail if an upgrade changes them).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import Any
@@ -39,14 +40,26 @@ Driver = Any
 #: triggers, which fire only from writes); one that is added must be named here.
 _PLAIN_READ = re.compile(
     r"\s*SELECT\b(?!.*(\bFOR\s+(UPDATE|NO\s+KEY|SHARE|KEY)\b|\bINTO\b"
-    r"|advisory|nextval|setval|set_config|pg_notify))",
+    r"|advisory|nextval|setval|set_config|pg_notify|pg_logical_emit_message|\blo_\w+|dblink))",
     re.I | re.S,
 )
 
 
-#: Comments, which could part ``FOR`` from ``UPDATE`` (``FOR/**/UPDATE``); a marker inside a
-#: string literal is taken for one too, which at worst hides nothing that is not on its line.
-_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
+#: Comments, which could part ``FOR`` from ``UPDATE`` (``FOR/**/UPDATE``), and the string
+#: literals and quoted names a comment marker may stand in (``'--'``), which are kept. Strings
+#: are read as with ``standard_conforming_strings`` on (PostgreSQL's default), E-strings with
+#: their backslash escapes. Read wrongly, a string only ever keeps more text, never less.
+_COMMENT_OR_QUOTED = re.compile(
+    r"(?P<quoted>[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)"
+    r"|/\*.*?\*/|--[^\n]*",
+    re.S,
+)
+
+
+def _without_comments(sql: str) -> str:
+    return _COMMENT_OR_QUOTED.sub(lambda m: m.group("quoted") or " ", sql)
+
+
 #: A second statement after the first (the simple query protocol runs them all).
 _SECOND_STATEMENT = re.compile(r";\s*\S")
 #: A statement that ends the transaction it is sent in (``ROLLBACK TO SAVEPOINT`` does not).
@@ -60,7 +73,7 @@ def _count(info: dict[str, Any], sql: str) -> None:
     if "writes" not in info:
         return
     if "--" in sql or "/*" in sql:
-        sql = _COMMENT.sub(" ", sql)
+        sql = _without_comments(sql)
     if _PLAIN_READ.match(sql) and not _SECOND_STATEMENT.search(sql):
         return
     info["writes"] += 1
@@ -181,6 +194,9 @@ async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
     except Exception as exc:
         await _reraise(conn, exc, sql)
         raise  # unreachable: _reraise always raises
+    except BaseException:
+        await _interrupted(conn)
+        raise
 
 
 async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
@@ -192,6 +208,31 @@ async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
     except Exception as exc:
         await _reraise(conn, exc, sql)
         raise
+    except BaseException:
+        await _interrupted(conn)
+        raise
+
+
+async def _interrupted(conn: AsyncConnection) -> None:
+    """A statement cancelled (a caller's timeout) or interrupted while the server ran it, or
+    during the lazy BEGIN: the server cancels it, which aborts the transaction, and asyncpg may
+    hold a transaction SQLAlchemy does not know of (asyncpg marks it before BEGIN is answered).
+    What SQLAlchemy does for its own statements on such an exit: the connection is invalidated
+    (closed, never reused), so nothing can commit on it, nor a later checkout of it."""
+    with contextlib.suppress(Exception):
+        _count_failure(conn.info)
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(conn.invalidate())
+
+
+async def left_transaction(conn: AsyncConnection) -> bool:
+    """The server is out of the transaction SQLAlchemy's adapter believes open: a ``COMMIT`` or
+    ``ROLLBACK`` sent as SQL, whatever its text looked like. No round trip (asyncpg tracks the
+    server's transaction status from every reply)."""
+    fairy = await conn.get_raw_connection()
+    adapter: Any = fairy.dbapi_connection
+    raw: Any = fairy.driver_connection
+    return adapter._transaction is not None and not raw.is_in_transaction()
 
 
 async def _reraise(conn: AsyncConnection, exc: Exception, sql: str) -> None:

@@ -25,12 +25,18 @@ its group sends COMMIT leaves nothing, so its group rolls back and the others ru
 leader cancelled (shutdown) rolls its group back the same way, once the command in its turn is
 through with the connection. A command that ends the shared transaction itself (COMMIT or
 ROLLBACK, through SQLAlchemy or as SQL) may have landed the commands before it: running them
-again could do them twice, so every command of the group gets ``TransactionEnded``.
+again could do them twice, so every command of the group gets ``TransactionEnded``. A statement
+cancelled inside a command (a ``wait_for`` around one read) aborts the transaction on the server:
+``shared.driver`` invalidates the connection then, as SQLAlchemy does for its own, and the group
+rolls back and runs its commands again alone.
 
-Only commands that take no locks beyond their own rows should be grouped: a grouped command that
-waits on another transaction holds up the whole group. The one lock a grouped report may take is
-its Idempotency-Key's (shared/runtime.py), held only while the same key is in flight twice, a
-client's retry: the retry's group waits for the first to commit, then finds its answer.
+Only commands that take no locks beyond their own rows, and change no settings, should be
+grouped: a grouped command that waits on another transaction holds up the whole group, and a
+``SET LOCAL`` lasts until the shared transaction ends, so it reaches the commands after it. The
+one lock a grouped report may take is its Idempotency-Key's (shared/runtime.py), held only while
+the same key is in flight twice, a client's retry: the retry's group waits for the first to
+commit, then finds its answer (the ``lock_timeout`` it sets before that lock bounds the waits of
+the commands after it too, harmlessly).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from typing import TypeVar, cast
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError
 
-from shared.driver import count_writes, failures, transaction_ends, writes
+from shared.driver import count_writes, failures, left_transaction, transaction_ends, writes
 from shared.unit_of_work import UnitOfWork, retrying
 
 T = TypeVar("T")
@@ -91,6 +97,7 @@ class _Group:
         self.failed = False  # nothing of it may commit: its commands run again alone
         self.ended: TransactionEnded | None = None  # a command ended the transaction itself
         self.committing = False  # COMMIT is sent: too late to take a command out
+        self.ran = 0  # commands the transaction holds (or whose refusal rests on it)
         self.uow: UnitOfWork | None = None
         self.ready = asyncio.Event()  # the transaction is open (or could not be)
         self.idle = asyncio.Event()  # no command is waiting for its turn
@@ -153,12 +160,22 @@ class GroupCommit:
             )
             self._leaders.add(leader)
             leader.add_done_callback(self._leaders.discard)
+            leader.add_done_callback(lambda _: self._never_led(group))
         group.size += 1
         group.waiting += 1
         group.idle.clear()
         if group.size >= self.max_size:
             self._close(group)
         return group
+
+    def _never_led(self, group: _Group) -> None:
+        """A leader cancelled before it first ran (tasks cancelled wholesale) never reaches its
+        ``finally``: its commands, waiting for the transaction, run alone instead."""
+        if not group.ready.is_set():
+            group.failed = True
+            self._close(group)
+            group.ready.set()
+            self._settle(group, None)
 
     def _close(self, group: _Group) -> None:
         group.open = False
@@ -174,51 +191,66 @@ class GroupCommit:
                 uow = group.uow
                 if group.failed or group.ended or uow is None:
                     return _Turn(ran=False)
-                conn = uow.conn
-                written, failed, ends = writes(conn), failures(conn), transaction_ends(conn)
+                try:
+                    conn = uow.conn
+                    written, failed, ends = writes(conn), failures(conn), transaction_ends(conn)
+                except Exception:  # the connection is lost (or invalidated): nothing will commit
+                    group.failed = True
+                    return _Turn(ran=False)
+                error: BaseException | None = None
                 try:
                     with uow.serving(correlation_id):
                         result = await work(uow)
                 except BaseException as exc:
-                    wrote = True  # unless known otherwise
-                    try:
-                        self._check_still_open(group, uow, ends)
-                        wrote = writes(conn) > written
-                    except Exception:  # the connection is lost: nothing of it will commit
+                    error = exc
+                wrote = True  # unless known otherwise
+                try:
+                    await self._check_still_open(group, uow, ends)
+                    wrote = writes(conn) > written
+                    if failures(conn) != failed:
+                        # A statement the server refused (or one cancelled) aborted the
+                        # transaction: COMMIT would roll everything back without a word.
                         group.failed = True
-                    if group.failed or group.ended:
-                        pass  # the group is lost anyway (its leader was cancelled, ...)
-                    elif isinstance(exc, Exception) and not isinstance(exc, DBAPIError) and not wrote:
-                        return _Turn(ran=False, result=_Refused(exc))  # before any write: nothing to undo
-                    else:
-                        # Failed after a write, conflicted, cancelled: the transaction may hold
-                        # part of this command, so the group must not commit. The command is
-                        # answered by its run alone; a cancellation goes on up.
-                        group.failed = True
-                    if not isinstance(exc, Exception):
-                        raise
-                    return _Turn(ran=False)
-                self._check_still_open(group, uow, ends)
-                if failures(conn) != failed:
-                    # It went on past a statement the server refused: the transaction is
-                    # aborted, and COMMIT would roll everything back without a word.
+                except Exception:  # the connection is lost (or invalidated): nothing will commit
                     group.failed = True
+                if error is None:
+                    if group.failed or group.ended:
+                        return _Turn(ran=False)
+                    group.ran += 1
+                    return _Turn(ran=True, result=result, wrote=wrote)
                 if group.failed or group.ended:
-                    return _Turn(ran=False)
-                return _Turn(ran=True, result=result, wrote=writes(conn) > written)
+                    pass  # the group is lost anyway (its leader was cancelled, ...)
+                elif isinstance(error, Exception) and not isinstance(error, DBAPIError) and not wrote:
+                    group.ran += 1
+                    return _Turn(ran=False, result=_Refused(error))  # before any write: nothing to undo
+                else:
+                    # Failed after a write, conflicted, cancelled: the transaction may hold part
+                    # of this command, so the group must not commit. The command is answered by
+                    # its run alone; a cancellation goes on up.
+                    group.failed = True
+                if not isinstance(error, Exception):
+                    raise error
+                return _Turn(ran=False)
         finally:
             group.waiting -= 1
             if group.waiting == 0:
                 group.idle.set()
 
     @staticmethod
-    def _check_still_open(group: _Group, uow: UnitOfWork, ends: int) -> None:
-        if group.ended is None and (not uow.transaction_open or transaction_ends(uow.conn) != ends):
-            group.ended = TransactionEnded(
-                "a command of this group ended the shared transaction itself (COMMIT or ROLLBACK):"
-                " what the commands before it wrote may have landed, so none of them runs again"
-            )
-            log.error("group commit: %s", group.ended)
+    async def _check_still_open(group: _Group, uow: UnitOfWork, ends: int) -> None:
+        if group.ended is not None:
+            return
+        if (
+            uow.transaction_open
+            and transaction_ends(uow.conn) == ends
+            and not await left_transaction(uow.conn)
+        ):
+            return
+        group.ended = TransactionEnded(
+            "a command of this group ended the shared transaction itself (COMMIT or ROLLBACK):"
+            " what the commands before it wrote may have landed, so none of them runs again"
+        )
+        log.error("group commit: %s", group.ended)
 
     async def _lead(self, group: _Group) -> None:
         """Opens the group's transaction, waits until every command that joined has run, commits."""
@@ -244,6 +276,8 @@ class GroupCommit:
                         raise
                     # No await between the check above and here: nobody can join in between.
                     self._close(group)
+                    if uow.conn.invalidated:
+                        group.failed = True  # known: nothing of it can land
                     if not group.failed and not group.ended:
                         group.committing = True
                         try:
@@ -276,14 +310,16 @@ class GroupCommit:
 
     def _settle(self, group: _Group, commit_error: BaseException | None) -> None:
         error = group.ended or commit_error
+        if group.outcome.done():
+            return
         if error is None and not group.failed:
             self.groups_committed += 1
-            GROUP_SIZE.observe(group.size)
-            if group.size > 1:
-                self.grouped_commands += group.size
+            GROUP_SIZE.observe(group.ran)
+            if group.ran > 1:
+                self.grouped_commands += group.ran
             group.outcome.set_result(None)
             return
-        if commit_error is None:
+        if error is None:
             self.groups_failed += 1
             GROUPS_FAILED.inc()
         group.outcome.set_exception(error or _Failed())
