@@ -50,7 +50,7 @@ _PLAIN_READ = re.compile(
 #: are read as with ``standard_conforming_strings`` on (PostgreSQL's default), E-strings with
 #: their backslash escapes. Read wrongly, a string only ever keeps more text, never less.
 _COMMENT_OR_QUOTED = re.compile(
-    r"(?P<quoted>[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)"
+    r"(?P<quoted>(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)"
     r"|/\*.*?\*/|--[^\n]*",
     re.S,
 )
@@ -162,10 +162,28 @@ def _release_savepoint(conn: Any, name: str, context: Any) -> None:
         marks.pop()
 
 
+def _server_refused(exc: BaseException | None) -> bool:
+    """The server answered with an error (which aborts its transaction), as opposed to an error
+    raised before the statement left the client (a parameter asyncpg cannot encode, a missing
+    bind value), which leaves the transaction as it was. asyncpg gives some client-side errors a
+    SQLSTATE too (22000 for a parameter it cannot encode); only the server's carry a severity.
+    SQLAlchemy's adapter raises its own error from asyncpg's."""
+    return any(getattr(e, "severity", None) for e in (exc, getattr(exc, "__cause__", None)))
+
+
 @event.listens_for(Engine, "handle_error")
 def _count_sqlalchemy_failure(context: Any) -> None:
-    if context.connection is not None and not context.connection.closed:
-        _count_failure(context.connection.info)
+    conn = context.connection
+    if conn is None or conn.closed or conn.invalidated:
+        return
+    if _server_refused(context.original_exception):
+        _count_failure(conn.info)
+    statement = context.statement or ""
+    if statement.lstrip()[:9].upper() == "SAVEPOINT":
+        # The savepoint was never made: the mark the "savepoint" event pushed for it goes.
+        marks = conn.info.get("savepoints")
+        if marks:
+            marks.pop()
 
 
 async def driver(conn: AsyncConnection) -> Driver:
@@ -221,8 +239,18 @@ async def _interrupted(conn: AsyncConnection) -> None:
     (closed, never reused), so nothing can commit on it, nor a later checkout of it."""
     with contextlib.suppress(Exception):
         _count_failure(conn.info)
-    with contextlib.suppress(BaseException):
-        await asyncio.shield(conn.invalidate())
+    # Until the invalidation is through, the connection must not be rolled back or reused (a
+    # rollback racing the close would replace the cancellation with "connection is closed", which
+    # reads as a connection lost before COMMIT: safe to run again). A second cancellation waits
+    # for it too; the first is what goes on up.
+    invalidating = asyncio.ensure_future(conn.invalidate())
+    while not invalidating.done():
+        try:
+            await asyncio.shield(invalidating)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            break
 
 
 async def left_transaction(conn: AsyncConnection) -> bool:
@@ -239,8 +267,9 @@ async def _reraise(conn: AsyncConnection, exc: Exception, sql: str) -> None:
     """Raise what SQLAlchemy would have raised for ``exc`` (``IntegrityError``, ``DBAPIError``
     with ``connection_invalidated`` on a lost connection, ...), so callers' error handling (retry
     a command, classify a consumer failure as transient, answer 503) is the same either way."""
-    with contextlib.suppress(Exception):  # a connection already closed counts nothing
-        _count_failure(conn.info)
+    if _server_refused(exc):
+        with contextlib.suppress(Exception):  # a connection already closed counts nothing
+            _count_failure(conn.info)
     fairy = await conn.get_raw_connection()
     adapter: Any = fairy.dbapi_connection
     try:

@@ -6,6 +6,7 @@ record all commit together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -117,7 +118,8 @@ class UnitOfWork:
             # over nothing.
             raise TransactionAborted(
                 "a statement of this transaction failed and the error was caught: nothing of it"
-                " can commit (roll back to a savepoint to go on after an error)"
+                " can commit (to go on after an error, run the statement in conn.begin_nested():"
+                " a savepoint made in SQL is not seen)"
             )
         await self._tx.commit()
 
@@ -198,6 +200,9 @@ async def retrying(
             if attempt == attempts:
                 raise
         except DBAPIError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # its caller gave up: not to be run again, whatever the error says
             # A pooled connection that died (database restarted) before COMMIT was sent: nothing
             # was committed, so the command is safe to run again. Lost *during* COMMIT, the server
             # may have committed: running it again could do it twice, so the error goes up.
