@@ -139,27 +139,26 @@ def _forget_failures(conn: Any) -> None:
 # when SQLAlchemy makes one up: a stack of the failure counts at each savepoint's start.
 @event.listens_for(Engine, "savepoint")
 def _mark_savepoint(conn: Any, name: str | None) -> None:
-    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
-        return
-    conn.info.setdefault("savepoints", []).append(conn.info.get("failures", 0))
+    if not conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
+        conn.info.setdefault("savepoints", []).append(conn.info.get("failures", 0))
+
+
+def _pop_mark(conn: Any) -> int | None:
+    """The failure count when the innermost savepoint began, off the stack (it has ended)."""
+    marks = None if conn.invalidated else conn.info.get("savepoints")
+    return marks.pop() if marks else None
 
 
 @event.listens_for(Engine, "rollback_savepoint")
 def _undo_failures_since_savepoint(conn: Any, name: str, context: Any) -> None:
-    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
-        return
-    marks = conn.info.get("savepoints")
-    if marks:
-        conn.info["failures"] = marks.pop()
+    mark = _pop_mark(conn)
+    if mark is not None:
+        conn.info["failures"] = mark
 
 
 @event.listens_for(Engine, "release_savepoint")
 def _release_savepoint(conn: Any, name: str, context: Any) -> None:
-    if conn.invalidated:  # a lost connection: its transaction is gone, and its info with it
-        return
-    marks = conn.info.get("savepoints")
-    if marks:
-        marks.pop()
+    _pop_mark(conn)
 
 
 def _server_refused(exc: BaseException | None) -> bool:
@@ -180,10 +179,7 @@ def _count_sqlalchemy_failure(context: Any) -> None:
         _count_failure(conn.info)
     statement = context.statement or ""
     if statement.lstrip()[:9].upper() == "SAVEPOINT":
-        # The savepoint was never made: the mark the "savepoint" event pushed for it goes.
-        marks = conn.info.get("savepoints")
-        if marks:
-            marks.pop()
+        _pop_mark(conn)  # the savepoint was never made: the mark pushed for it goes
 
 
 async def driver(conn: AsyncConnection) -> Driver:

@@ -43,6 +43,17 @@ async def settled(groups: GroupCommit) -> None:
     assert groups._open is None or groups._open.size == 0
 
 
+async def together(groups: GroupCommit, *works: Callable[[UnitOfWork], Awaitable[object]]) -> list[object]:
+    """Run ``works`` as one group (beside a command kept in flight), each answer or error in
+    order, bounded; then check nothing was left behind."""
+    async with Busy(groups):
+        results = await asyncio.wait_for(
+            asyncio.gather(*(groups.run(uuid.uuid4(), w) for w in works), return_exceptions=True), LIMIT
+        )
+    await settled(groups)
+    return list(results)
+
+
 def new_leader(groups: GroupCommit, known: set[asyncio.Task[None]]) -> asyncio.Task[None]:
     (leader,) = groups._leaders - known
     return leader
@@ -75,17 +86,7 @@ async def test_a_comment_marker_inside_a_string_hides_a_commit_so_the_group_runs
         await count_on(after)(uow)
         raise RuntimeError("broke after writing")
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(before)),
-                groups.run(uuid.uuid4(), hidden_commit),
-                groups.run(uuid.uuid4(), write_then_fail),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(before), hidden_commit, write_then_fail)
     landed, failed_landed = await versions(core_engine, before), await versions(core_engine, after)
     facts = (results, landed, failed_landed)
     assert landed in ([], [1]), f"the first command landed {len(landed)} times: {facts}"
@@ -108,16 +109,7 @@ async def test_a_comment_marker_inside_a_string_hides_a_write_before_a_refusal(
         await driver.execute(uow.conn, "SELECT '--' AS c INTO gc_leak")
         raise Conflict("refused")
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(other)),
-                groups.run(uuid.uuid4(), write_then_refuse),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(other), write_then_refuse)
     assert results[0] == 1 and isinstance(results[1], Conflict), results
     assert await versions(core_engine, other) == [1]
     leaked = await scalar(core_engine, "SELECT to_regclass('gc_leak') IS NOT NULL")
@@ -137,16 +129,7 @@ async def test_a_large_object_created_by_a_refused_command_is_committed_by_its_g
         await uow.conn.execute(sa.text("SELECT lo_from_bytea(0, 'secret'::bytea)"))
         raise Conflict("refused")
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(other)),
-                groups.run(uuid.uuid4(), write_then_refuse),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(other), write_then_refuse)
     assert results[0] == 1 and isinstance(results[1], Conflict), results
     objects_after = await scalar(core_engine, "SELECT count(*) FROM pg_largeobject_metadata")
     assert objects_after == objects_before, "a refused command's large object was committed"
@@ -204,17 +187,7 @@ async def test_a_connection_killed_mid_group_lets_every_command_run_again_alone(
             await _terminate(core_engine, pid)
         return await count_on(killer)(uow)
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(first)),
-                groups.run(uuid.uuid4(), kill_then_write),
-                groups.run(uuid.uuid4(), count_on(last)),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(first), kill_then_write, count_on(last))
     assert results == [1, 1, 1], results
     for stream in (first, killer, last):
         assert await versions(core_engine, stream) == [1], stream
@@ -239,16 +212,7 @@ async def test_a_connection_killed_while_a_command_waits_lets_the_next_one_run_a
             await _terminate(core_engine, pid)
         return version
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), write_and_kill),
-                groups.run(uuid.uuid4(), count_on(second)),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, write_and_kill, count_on(second))
     assert results == [1, 1], results
     assert await versions(core_engine, first) == [1]
     assert await versions(core_engine, second) == [1]
@@ -272,17 +236,7 @@ async def test_a_statement_timed_out_inside_a_command_does_not_break_the_others(
                 await asyncio.wait_for(uow.conn.execute(sa.text("SELECT pg_sleep(5)")), 0.1)
         return -1
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(first)),
-                groups.run(uuid.uuid4(), best_effort_read),
-                groups.run(uuid.uuid4(), count_on(last)),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(first), best_effort_read, count_on(last))
     told = [r if isinstance(r, int) else type(r).__name__ for r in results]
     stored_now = [await versions(core_engine, first), await versions(core_engine, last)]
     assert told[0] == 1 and told[2] == 1, (told, stored_now, groups.groups_failed)
@@ -302,17 +256,7 @@ async def test_a_statement_timed_out_then_refused_does_not_break_the_others(
             raise Conflict("too slow") from None
         return -1
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(first)),
-                groups.run(uuid.uuid4(), timed_out_then_refuse),
-                groups.run(uuid.uuid4(), count_on(last)),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(first), timed_out_then_refuse, count_on(last))
     assert results[0] == 1 and isinstance(results[1], Conflict) and results[2] == 1, results
     assert await versions(core_engine, first) == [1]
     assert await versions(core_engine, last) == [1]
@@ -337,16 +281,7 @@ async def test_a_driver_read_timed_out_by_the_last_command_does_not_commit_its_g
                 await asyncio.wait_for(driver.fetch(uow.conn, "SELECT pg_sleep(5)"), 0.2)
         return -1
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(first)),
-                groups.run(uuid.uuid4(), best_effort_read),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(first), best_effort_read)
     landed = await versions(core_engine, first)
     if results[0] == 1:
         assert landed == [1], f"told it landed, but nothing did: {results}"
@@ -714,16 +649,7 @@ async def test_an_error_while_streaming_rows_that_a_command_swallows_poisons_no_
                 pass
         return -1
 
-    async with Busy(groups):
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                groups.run(uuid.uuid4(), count_on(first)),
-                groups.run(uuid.uuid4(), swallow_stream),
-                return_exceptions=True,
-            ),
-            LIMIT,
-        )
-    await settled(groups)
+    results = await together(groups, count_on(first), swallow_stream)
     landed = await versions(core_engine, first)
     assert (results[0], landed) in ((1, [1]),) or (not isinstance(results[0], int) and landed == []), (
         results,
