@@ -80,6 +80,8 @@ async def advisory_locks(engine: AsyncEngine) -> int:
                     sa.text(
                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
                         " AND pid <> pg_backend_pid()"
+                        # pg_locks is the cluster's: a running `make up` holds its relays' locks
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     )
                 )
             ).scalar_one()
