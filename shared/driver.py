@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event
@@ -230,6 +231,24 @@ async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
     try:
         raw = await driver(conn)
         return str(await raw.execute(sql, *args))
+    except Exception as exc:
+        await _reraise(conn, exc, sql)
+        raise
+    except BaseException:
+        await _interrupted(conn)
+        raise
+
+
+async def executemany(conn: AsyncConnection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql`` once for each row of parameters, all in one round trip (asyncpg pipelines the
+    executions and waits once): a projection writing many events' rows pays one wait, not one
+    each. A failing row fails the whole call (the transaction is aborted, as by ``execute``)."""
+    if not rows:
+        return
+    _count(conn.info, sql)
+    try:
+        raw = await driver(conn)
+        await raw.executemany(sql, rows)
     except Exception as exc:
         await _reraise(conn, exc, sql)
         raise

@@ -39,6 +39,30 @@ log = logging.getLogger(__name__)
 
 Reaction = Callable[[UnitOfWork, EventEnvelope], Awaitable[None]]
 
+
+@dataclass(frozen=True)
+class RunReaction:
+    """A reaction that can also take a *run* of consecutive events at once, for a projection
+    that writes each event's rows and decides nothing (membership's record of the claims filed:
+    two rows per report, one statement for a whole batch's worth instead of one each).
+
+    ``one`` is the definition; ``many`` must leave exactly what ``one`` would, event by event
+    in order, and append no events (it raises nothing but the database's own errors). The
+    consumer hands ``many`` every run of two or more events whose reaction is this one, with
+    nothing between them but events it passes over; a failure of ``many`` rolls the batch back
+    and the batch is applied again through ``one``, so a failure is still pinned to its event."""
+
+    one: Reaction
+    many: Callable[[UnitOfWork, Sequence[EventEnvelope]], Awaitable[None]]
+
+    async def __call__(self, uow: UnitOfWork, envelope: EventEnvelope) -> None:
+        await self.one(uow, envelope)
+
+
+class _RunFailed(Exception):
+    """A run's ``many`` failed: which of its events is at fault is not known."""
+
+
 OUTCOMES = Counter("consumer_messages_total", "Messages handled", ["consumer", "outcome"])
 RETRIES = Counter("consumer_retries_total", "Batches or messages tried again", ["consumer", "kind"])
 BATCH_SECONDS = Histogram(
@@ -311,6 +335,22 @@ class InboxConsumer:
         traces = traces or {}
         if self.follows is not None and any(e.aggregate_type not in self.follows for e in batch):
             return await self._apply_followed(batch, traces)
+        # While tracing is on, every event keeps a span of its own: no runs.
+        if not tracing.enabled():
+            try:
+                return await self._apply(batch, traces, runs=True)
+            except _RunFailed as failed:
+                RETRIES.labels(self.name, "run").inc()
+                log.warning(
+                    "%s: a run failed (%s); the batch again, event by event",
+                    self.name,
+                    type(failed.__cause__).__name__,
+                )
+        return await self._apply(batch, traces, runs=False)
+
+    async def _apply(
+        self, batch: Sequence[EventEnvelope], traces: Mapping[uuid.UUID, Mapping[str, str]], *, runs: bool
+    ) -> BatchResult:
         result = BatchResult([], [])
         if not batch:
             return result
@@ -333,6 +373,9 @@ class InboxConsumer:
                     position[stream] = version
             advanced: dict[str, int] = {}
             outcomes = result.outcomes
+            #: Events whose RunReaction waits to take them together; applied before anything
+            #: else touches the transaction, so the order of effects is the order of events.
+            run = _Run(self, uow, traces) if runs else None
             for index, envelope in enumerate(batch):
                 if envelope.event_id not in first_seen:
                     outcomes.append(Outcome.DUPLICATE)
@@ -344,6 +387,8 @@ class InboxConsumer:
                     outcomes.append(Outcome.DUPLICATE)  # the same version under another event id
                     continue
                 if version > applied + 1:
+                    if run is not None:
+                        await run.flush()
                     await conn.execute(
                         _PARK,
                         {
@@ -359,18 +404,27 @@ class InboxConsumer:
                         "%s: %s v%d parked: v%d not applied yet", self.name, stream, version, applied + 1
                     )
                     continue
-                try:
-                    outcomes.append(await self._react(uow, envelope, traces.get(envelope.event_id)))
-                except Exception as exc:
-                    raise ReactionFailed(index, exc) from exc
+                if run is not None and run.takes(index, envelope):
+                    outcomes.append(Outcome.PROCESSED)
+                else:
+                    if run is not None and self._reaction(envelope.event_type) is not None:
+                        await run.flush()  # (an event no reaction takes is passed over)
+                    try:
+                        outcomes.append(await self._react(uow, envelope, traces.get(envelope.event_id)))
+                    except Exception as exc:
+                        raise ReactionFailed(index, exc) from exc
                 position[stream] = advanced[stream] = version
                 while (stream, position[stream] + 1) in parked:
+                    if run is not None:
+                        await run.flush()
                     nxt = position[stream] + 1
                     parked.discard((stream, nxt))
                     released = await self._release(uow, index, stream, nxt, result)
                     if not released:
                         break
                     position[stream] = advanced[stream] = nxt
+            if run is not None:
+                await run.flush()
             if advanced:
                 await driver.execute(conn, _ADVANCE, self.name, list(advanced), list(advanced.values()))
             await uow.commit()
@@ -431,12 +485,16 @@ class InboxConsumer:
         OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
         return True
 
+    def _reaction(self, event_type: str) -> Reaction | None:
+        reaction = self.reactions.get(event_type)
+        if reaction is None and event_type not in self.ignored:
+            reaction = self.unregistered
+        return reaction
+
     async def _react(
         self, uow: UnitOfWork, envelope: EventEnvelope, trace: Mapping[str, str] | None = None
     ) -> Outcome:
-        reaction = self.reactions.get(envelope.event_type)
-        if reaction is None and envelope.event_type not in self.ignored:
-            reaction = self.unregistered
+        reaction = self._reaction(envelope.event_type)
         if reaction is None:
             return Outcome.SKIPPED
         # What the reaction appends belongs to the upstream event's flow and is caused by it
@@ -464,3 +522,50 @@ class InboxConsumer:
             [name for _, name in ordered],
             [wanted[k] for k in ordered],
         )
+
+
+class _Run:
+    """The events of one batch waiting for their ``RunReaction`` to take them together."""
+
+    def __init__(
+        self, inbox: InboxConsumer, uow: UnitOfWork, traces: Mapping[uuid.UUID, Mapping[str, str]]
+    ) -> None:
+        self.inbox, self.uow, self.traces = inbox, uow, traces
+        self.reaction: RunReaction | None = None
+        self.events: list[tuple[int, EventEnvelope]] = []
+
+    def takes(self, index: int, envelope: EventEnvelope) -> bool:
+        """Hold ``envelope`` back for the run if its reaction is the run's kind (never runs
+        it: the caller flushes and reacts otherwise)."""
+        reaction = self.inbox._reaction(envelope.event_type)
+        if not isinstance(reaction, RunReaction):
+            return False
+        if self.events and reaction is not self.reaction:
+            return False
+        self.reaction = reaction
+        self.events.append((index, envelope))
+        return True
+
+    async def flush(self) -> None:
+        events, reaction = self.events, self.reaction
+        self.events, self.reaction = [], None
+        if not events:
+            return
+        uow = self.uow
+        if len(events) == 1:
+            index, envelope = events[0]
+            try:
+                await self.inbox._react(uow, envelope, self.traces.get(envelope.event_id))
+            except Exception as exc:
+                raise ReactionFailed(index, exc) from exc
+            return
+        assert reaction is not None
+        last = events[-1][1]
+        uow.correlation_id, uow.causation_id = last.correlation_id, last.event_id
+        appended = len(uow.appended)
+        try:
+            await reaction.many(uow, [envelope for _, envelope in events])
+            if len(uow.appended) != appended:
+                raise TypeError(f"{self.inbox.name}: a RunReaction's many appended events")
+        except Exception as exc:
+            raise _RunFailed() from exc

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -29,6 +30,21 @@ T = TypeVar("T")
 
 #: Called with every envelope appended in this unit of work, inside its transaction.
 InlineProjection = Callable[[AsyncConnection, EventEnvelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BatchedProjection:
+    """An inline projection that can also take all the envelopes of one append at once, and so
+    write the rows of several events with one statement (claims files a report's claims in one
+    append: one round trip for their rows, not one each). ``one`` stays the definition: a
+    rebuild replays through it, and ``many`` must leave the same rows as ``one`` for each
+    envelope in order."""
+
+    one: InlineProjection
+    many: Callable[[AsyncConnection, Sequence[EventEnvelope]], Awaitable[None]]
+
+    async def __call__(self, conn: AsyncConnection, envelope: EventEnvelope) -> None:
+        await self.one(conn, envelope)
 
 
 class TransactionAborted(RuntimeError):
@@ -175,9 +191,14 @@ class UnitOfWork:
 
     async def _append(self, batch: list[EventEnvelope]) -> None:
         await self.store.append(self.conn, batch)
-        for envelope in batch:
-            for project in self._projections:
-                await project(self.conn, envelope)
+        # Projection by projection (each is its own read model, independent of the others), each
+        # in the order of the events.
+        for project in self._projections:
+            if isinstance(project, BatchedProjection) and len(batch) > 1:
+                await project.many(self.conn, batch)
+            else:
+                for envelope in batch:
+                    await project(self.conn, envelope)
         self.appended.extend(batch)
 
 

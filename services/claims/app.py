@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from services.claims import api, handlers
-from services.claims.projections import apply_own
+from services.claims.projections import inline_projection
 from shared.clock import Clock, beijing_today
 from shared.contracts import claims as contract
 from shared.contracts import membership
@@ -37,7 +37,7 @@ def build_runtime(settings: ClaimsSettings | None = None, *, clock: Clock = beij
         settings=settings,
         registry=contract.registry,
         migrations=MIGRATIONS,
-        projections=(apply_own,),
+        projections=(inline_projection,),
         clock=clock,
     )
     # Every membership type has its reaction; a type newer than this release still advances

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
 from shared.events import DomainEvent
 from shared.projections import Projection
+from shared.unit_of_work import BatchedProjection
 
 #: Statements every report runs are built once; SQLAlchemy then reuses their compiled form
 #: instead of building and hashing a fresh statement per call (a fifth of the consumer's CPU).
@@ -96,12 +97,25 @@ async def apply_own(conn: AsyncConnection, envelope: EventEnvelope) -> None:
         await project(conn, envelope.occurred_at, e)
 
 
-@own_projectors.on(c.ClaimFiled)
-async def _claim_filed(conn: AsyncConnection, at: datetime, e: c.ClaimFiled) -> None:
+async def apply_own_many(conn: AsyncConnection, envelopes: Sequence[EventEnvelope]) -> None:
+    """``apply_own`` for one append's events: a run of ``ClaimFiled`` (a report's claims) is
+    written in one round trip; anything else goes through ``apply_own``, in order."""
+    filed: list[tuple[Any, ...]] = []
+    for envelope in envelopes:
+        if envelope.event_type == c.ClaimFiled.event_type:
+            e = claims_registry.decode(envelope.event_type, envelope.schema_version, envelope.data)
+            assert isinstance(e, c.ClaimFiled)
+            filed.append(_claim_row(envelope.occurred_at, e))
+            continue
+        await driver.executemany(conn, _CLAIM_INSERT, filed)
+        filed = []
+        await apply_own(conn, envelope)
+    await driver.executemany(conn, _CLAIM_INSERT, filed)
+
+
+def _claim_row(at: datetime, e: c.ClaimFiled) -> tuple[Any, ...]:
     documents = json.dumps(list(e.required_documents))
-    await driver.execute(
-        conn,
-        _CLAIM_INSERT,
+    return (
         e.claim_id,
         e.member_id,
         e.report_id,
@@ -113,6 +127,11 @@ async def _claim_filed(conn: AsyncConnection, at: datetime, e: c.ClaimFiled) -> 
         e.filed_on,
         at,
     )
+
+
+@own_projectors.on(c.ClaimFiled)
+async def _claim_filed(conn: AsyncConnection, at: datetime, e: c.ClaimFiled) -> None:
+    await driver.execute(conn, _CLAIM_INSERT, *_claim_row(at, e))
 
 
 @own_projectors.on(c.ClaimDocumentsReceived)
@@ -163,6 +182,8 @@ async def _decided(
 
 
 own_projection = Projection("claims", [t.claims, t.report_decisions], apply_own)
+#: What the unit of work runs on every append (``own_projection``'s rows, fewer round trips).
+inline_projection = BatchedProjection(apply_own, apply_own_many)
 
 # --- coverage, from membership events ----------------------------------------------------------
 

@@ -11,11 +11,12 @@ Also here: the reactions to ``claims.events``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.membership import domain, views
 from services.membership.domain import CataloguePlan, Enrollment, InjuryReport, Member, PaperReceipt, Union
-from services.membership.projections import project_claim_event
+from services.membership.projections import project_claim_event, project_claim_events
 from services.membership.schemas import (
     CardCancelIn,
     CardIn,
@@ -36,7 +37,7 @@ from shared.contracts import claims as claims_contract
 from shared.contracts.plans import Plan
 from shared.dispatch import HandlerTable
 from shared.envelope import EventEnvelope
-from shared.inbox import Reaction
+from shared.inbox import Reaction, RunReaction
 from shared.unit_of_work import UnitOfWork
 
 
@@ -302,7 +303,6 @@ claim_reactions: HandlerTable[Reaction] = HandlerTable("membership.claims")
 
 
 @claim_reactions.on(
-    claims_contract.ClaimFiled,
     claims_contract.NoCoverageFound,
     claims_contract.ClaimDocumentsReceived,
     claims_contract.ClaimApproved,
@@ -312,3 +312,11 @@ claim_reactions: HandlerTable[Reaction] = HandlerTable("membership.claims")
 async def record_claim_event(uow: UnitOfWork, envelope: EventEnvelope) -> None:
     """A claim filed / decided / paid, or no coverage found: onto the member's record and timeline."""
     await project_claim_event(uow.conn, envelope)
+
+
+async def record_claim_events(uow: UnitOfWork, envelopes: Sequence[EventEnvelope]) -> None:
+    await project_claim_events(uow.conn, envelopes)
+
+
+# Two per report: the claims of a batch's reports go onto their members' records together.
+claim_reactions.on(claims_contract.ClaimFiled)(RunReaction(record_claim_event, record_claim_events))

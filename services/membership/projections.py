@@ -8,7 +8,7 @@ to a value the event fixes), so replaying an event twice leaves the same rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -341,9 +341,11 @@ _WRITES_OWN_CLAIM_EVENT_ROW: frozenset[type[DomainEvent]] = frozenset({claims_co
 
 @claim_projectors.on(claims_contract.ClaimFiled)
 async def _claim_filed(conn: AsyncConnection, env: EventEnvelope, e: claims_contract.ClaimFiled) -> None:
-    await driver.execute(
-        conn,
-        _CLAIM_FILED_INSERT,
+    await driver.execute(conn, _CLAIM_FILED_INSERT, *_claim_filed_row(env, e))
+
+
+def _claim_filed_row(env: EventEnvelope, e: claims_contract.ClaimFiled) -> tuple[Any, ...]:
+    return (
         e.claim_id,
         e.member_id,
         e.report_id,
@@ -358,6 +360,22 @@ async def _claim_filed(conn: AsyncConnection, env: EventEnvelope, e: claims_cont
         env.event_type,
         json.dumps(env.data, separators=(",", ":")),
     )
+
+
+async def project_claim_events(conn: AsyncConnection, envelopes: Sequence[EventEnvelope]) -> None:
+    """``project_claim_event`` for consecutive events: a run of ``ClaimFiled`` (a batch's
+    reports' claims) in one round trip, anything else one by one, in order."""
+    filed: list[tuple[Any, ...]] = []
+    for env in envelopes:
+        if env.event_type == claims_contract.ClaimFiled.event_type:
+            e = claims_contract.registry.decode(env.event_type, env.schema_version, env.data)
+            assert isinstance(e, claims_contract.ClaimFiled)
+            filed.append(_claim_filed_row(env, e))
+            continue
+        await driver.executemany(conn, _CLAIM_FILED_INSERT, filed)
+        filed = []
+        await project_claim_event(conn, env)
+    await driver.executemany(conn, _CLAIM_FILED_INSERT, filed)
 
 
 async def _claim_changed(

@@ -142,3 +142,60 @@ async def test_claims_events_reach_the_member_record(service: Service, tree: dic
 
 async def test_no_personal_data_on_kafka_in_events_or_logs(service: Service, tree: dict[str, str]) -> None:
     await assert_nothing_personal_left(service, tree["grassroots"])
+
+
+async def test_a_run_of_claims_events_leaves_what_one_by_one_leaves(service: Service) -> None:
+    """The consumer hands a batch's ClaimFiled events to ``project_claim_events`` together
+    (shared.inbox.RunReaction): the member's record must be the same as event by event, a claim
+    decided in the same run included."""
+    from sqlalchemy import text
+
+    from services.membership.projections import project_claim_event, project_claim_events
+
+    member, report = uuid.uuid4(), uuid.uuid4()
+    claims = [uuid.uuid4(), uuid.uuid4()]
+
+    def filed(claim_id: uuid.UUID, benefit: str) -> EventEnvelope:
+        event = claims_contract.ClaimFiled(
+            claim_id=claim_id,
+            member_id=member,
+            report_id=report,
+            plan_code="card_non_work_accident" if benefit == "card" else "accident_injury",
+            benefit=benefit,
+            enrollment_id=None if benefit == "card" else uuid.uuid4(),
+            required_documents=["diagnosis"],
+            incident_on=date(2016, 8, 1),
+            filed_on=date(2016, 8, 10),
+        )
+        return claims_envelope(event, str(claim_id), 1)
+
+    approved = claims_envelope(
+        claims_contract.ClaimApproved(
+            claim_id=claims[0], amount=Decimal("10.00"), approved_on=date(2016, 8, 20)
+        ),
+        str(claims[0]),
+        2,
+    )
+    run = [filed(claims[0], "card"), filed(claims[1], "paid"), approved]
+    queries = [
+        "SELECT claim_id, member_id, report_id, plan_code, benefit, enrollment_id, status,"
+        " required_documents, updated_at FROM member_claims WHERE member_id = :m ORDER BY claim_id",
+        "SELECT event_id, claim_id, report_id, occurred_at, aggregate_version, event_type, data"
+        " FROM claim_events WHERE member_id = :m ORDER BY event_id",
+    ]
+
+    async def project(together: bool) -> list[list[tuple[object, ...]]]:
+        async with service.runtime.engine.begin() as conn:
+            if together:
+                await project_claim_events(conn, run)
+            else:
+                for env in run:
+                    await project_claim_event(conn, env)
+            seen = [[tuple(r) for r in (await conn.execute(text(q), {"m": member})).all()] for q in queries]
+            await conn.execute(text("DELETE FROM claim_events WHERE member_id = :m"), {"m": member})
+            await conn.execute(text("DELETE FROM member_claims WHERE member_id = :m"), {"m": member})
+        return seen
+
+    one_by_one, together = await project(False), await project(True)
+    assert len(one_by_one[0]) == 2 and len(one_by_one[1]) == 3
+    assert together == one_by_one
