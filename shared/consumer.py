@@ -273,6 +273,8 @@ class KafkaConsumerLoop:
                     await self._dead_letter_parked(producer, tp, envelope, cause)
                 for outcome in outcomes.outcomes:
                     OUTCOMES.labels(self.name, outcome).inc()
+                if outcomes.released:
+                    OUTCOMES.labels(self.name, Outcome.PROCESSED).inc(outcomes.released)
                 for r in records[i : i + len(envelopes)]:
                     self._attempts.pop((tp.partition, r.offset), None)
                 i += len(envelopes)

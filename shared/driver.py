@@ -242,14 +242,21 @@ async def execute(conn: AsyncConnection, sql: str, *args: Any) -> str:
 async def executemany(conn: AsyncConnection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run ``sql`` once for each row of parameters, all in one round trip (asyncpg pipelines the
     executions and waits once): a projection writing many events' rows pays one wait, not one
-    each. A failing row fails the whole call (the transaction is aborted, as by ``execute``)."""
+    each. A failing row fails the whole call, and the transaction with it: asyncpg sends rows as
+    it encodes them, so a row it cannot encode (a client-side error, which aborts nothing on the
+    server) may come after thousands it already sent; counted as a failed statement all the
+    same, so ``UnitOfWork.commit`` refuses what would be half a call."""
     if not rows:
         return
     _count(conn.info, sql)
+    raw = None
     try:
         raw = await driver(conn)
         await raw.executemany(sql, rows)
     except Exception as exc:
+        if raw is not None and not _server_refused(exc):
+            with contextlib.suppress(Exception):
+                _count_failure(conn.info)
         await _reraise(conn, exc, sql)
         raise
     except BaseException:

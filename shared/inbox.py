@@ -100,12 +100,15 @@ class ReactionFailed(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatchResult:
     outcomes: list[Outcome]
     #: Parked events whose own reaction failed when their turn came: to go to the dead-letter
     #: topic (they are no longer in the inbox, so replaying one applies it).
     dead_letters: list[tuple[EventEnvelope, BaseException]]
+    #: Parked events applied when their predecessor was (each also PROCESSED): counted by the
+    #: consumer once the batch committed, so a batch applied twice counts them once.
+    released: int = 0
 
 
 @dataclass(frozen=True, order=True)
@@ -404,7 +407,7 @@ class InboxConsumer:
                         "%s: %s v%d parked: v%d not applied yet", self.name, stream, version, applied + 1
                     )
                     continue
-                if run is not None and run.takes(index, envelope):
+                if run is not None and await run.add(index, envelope):
                     outcomes.append(Outcome.PROCESSED)
                 else:
                     if run is not None and self._reaction(envelope.event_type) is not None:
@@ -448,7 +451,7 @@ class InboxConsumer:
             raise ReactionFailed(places[failed.index], failed.cause) from failed.cause
         for place, outcome in zip(places, inner.outcomes, strict=True):
             outcomes[place] = outcome
-        return BatchResult(outcomes, inner.dead_letters)
+        return BatchResult(outcomes, inner.dead_letters, inner.released)
 
     async def _release(
         self, uow: UnitOfWork, index: int, stream: str, version: int, result: BatchResult
@@ -482,7 +485,7 @@ class InboxConsumer:
                 "%s: parked %s v%d failed when released: %s", self.name, stream, version, type(exc).__name__
             )
             return False
-        OUTCOMES.labels(self.name, Outcome.PROCESSED).inc()
+        result.released += 1
         return True
 
     def _reaction(self, event_type: str) -> Reaction | None:
@@ -534,14 +537,14 @@ class _Run:
         self.reaction: RunReaction | None = None
         self.events: list[tuple[int, EventEnvelope]] = []
 
-    def takes(self, index: int, envelope: EventEnvelope) -> bool:
-        """Hold ``envelope`` back for the run if its reaction is the run's kind (never runs
-        it: the caller flushes and reacts otherwise)."""
+    async def add(self, index: int, envelope: EventEnvelope) -> bool:
+        """Hold ``envelope`` back for a run if its reaction is a RunReaction (a run of another
+        kind is written first); False: the caller flushes and reacts as usual."""
         reaction = self.inbox._reaction(envelope.event_type)
         if not isinstance(reaction, RunReaction):
             return False
         if self.events and reaction is not self.reaction:
-            return False
+            await self.flush()
         self.reaction = reaction
         self.events.append((index, envelope))
         return True
@@ -562,10 +565,12 @@ class _Run:
         assert reaction is not None
         last = events[-1][1]
         uow.correlation_id, uow.causation_id = last.correlation_id, last.event_id
-        appended = len(uow.appended)
+        appended, failed = len(uow.appended), driver.failures(uow.conn)
         try:
             await reaction.many(uow, [envelope for _, envelope in events])
             if len(uow.appended) != appended:
                 raise TypeError(f"{self.inbox.name}: a RunReaction's many appended events")
+            if driver.failures(uow.conn) != failed:
+                raise RuntimeError(f"{self.inbox.name}: a RunReaction's many swallowed a failed statement")
         except Exception as exc:
             raise _RunFailed() from exc
