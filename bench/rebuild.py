@@ -4,7 +4,8 @@ N events (default 200,000, streams of 10) are built server-side in a fresh datab
 - raw: a plain asyncpg keyset scan of the same rows in chunks of 1000 (the read limit);
 - ours, no-op: shared.projections.rebuild with an apply that does nothing (read + envelope +
   upcast: the replay machinery itself);
-- ours, upsert: rebuild with one insert-or-update per event, as a typical read model does.
+- ours, upsert: rebuild with one insert-or-update per event, as a typical read model does;
+- ours, upsert, runs: the same upserts as a ``BatchedProjection``, a chunk's in one round trip.
 The database is dropped at the end.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
@@ -23,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.harness import DEFAULT_ADMIN_URL, core_schema, databases, plain_url, registry
 from bench.store import build_store
+from shared import driver
 from shared.envelope import EventEnvelope
 from shared.eventstore import EventStore
 from shared.projections import Projection, rebuild
+from shared.unit_of_work import BatchedProjection, InlineProjection
 
 TARGET = 50_000.0  # events/s
 
@@ -49,6 +53,17 @@ async def _upsert(conn: AsyncConnection, envelope: EventEnvelope) -> None:
             index_elements=[totals.c.id], set_={"total": totals.c.total + stmt.excluded.total}
         )
     )
+
+
+_UPSERT = (
+    "INSERT INTO bench_totals (id, total) VALUES ($1, $2)"
+    " ON CONFLICT (id) DO UPDATE SET total = bench_totals.total + excluded.total"
+)
+
+
+async def _upsert_many(conn: AsyncConnection, envelopes: Sequence[EventEnvelope]) -> None:
+    """The same upserts, a chunk's worth in one round trip (shared.driver.executemany)."""
+    await driver.executemany(conn, _UPSERT, [(e.aggregate_id, e.data["n"]) for e in envelopes])
 
 
 async def raw_scan(url: str, batch: int) -> tuple[int, float]:
@@ -86,7 +101,12 @@ async def main_async(args: argparse.Namespace) -> None:
             seen, seconds = await raw_scan(url, args.batch)
             print(f"  raw      asyncpg scan        {seen / seconds:>10,.0f} events/s")
             chosen = args.applies.split(",")
-            for key, label, apply in [("noop", "no-op apply", _noop), ("upsert", "upsert apply", _upsert)]:
+            applies: list[tuple[str, str, InlineProjection]] = [
+                ("noop", "no-op apply", _noop),
+                ("upsert", "upsert apply", _upsert),
+                ("batched", "upsert, runs", BatchedProjection(_upsert, _upsert_many)),
+            ]
+            for key, label, apply in applies:
                 if key not in chosen:
                     continue
                 started = time.perf_counter()
@@ -103,7 +123,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--payload", type=int, default=200, help="bytes of padding per event")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--applies", default="noop,upsert", help="comma list: noop, upsert")
+    parser.add_argument("--applies", default="noop,upsert,batched", help="comma list: noop, upsert, batched")
     asyncio.run(main_async(parser.parse_args()))
 
 

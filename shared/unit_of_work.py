@@ -36,9 +36,9 @@ InlineProjection = Callable[[AsyncConnection, EventEnvelope], Awaitable[None]]
 class BatchedProjection:
     """An inline projection that can also take all the envelopes of one append at once, and so
     write the rows of several events with one statement (claims files a report's claims in one
-    append: one round trip for their rows, not one each). ``one`` stays the definition: a
-    rebuild replays through it, and ``many`` must leave the same rows as ``one`` for each
-    envelope in order."""
+    append: one round trip for their rows, not one each), and a rebuild replays each chunk of
+    the store through ``many``. ``one`` stays the definition: ``many`` must leave exactly the
+    rows ``one`` would, envelope by envelope in order, whatever types it is given."""
 
     one: InlineProjection
     many: Callable[[AsyncConnection, Sequence[EventEnvelope]], Awaitable[None]]

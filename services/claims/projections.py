@@ -181,9 +181,9 @@ async def _decided(
     await driver.execute(conn, _DECISION_INSERT, report_id, member_id, json.dumps(list(reasons)), at)
 
 
-own_projection = Projection("claims", [t.claims, t.report_decisions], apply_own)
-#: What the unit of work runs on every append (``own_projection``'s rows, fewer round trips).
+#: What the unit of work runs on every append, and a rebuild replays (fewer round trips).
 inline_projection = BatchedProjection(apply_own, apply_own_many)
+own_projection = Projection("claims", [t.claims, t.report_decisions], inline_projection)
 
 # --- coverage, from membership events ----------------------------------------------------------
 

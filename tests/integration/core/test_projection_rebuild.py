@@ -66,3 +66,43 @@ async def test_rebuild_reproduces_the_inline_read_model(core_engine: AsyncEngine
     assert calls == [(0, 30), (7, 30), (14, 30), (21, 30), (28, 30), (30, 30)]
     assert await snapshot(core_engine) == inline
     assert sum(inline.values()) == sum(range(1, 31))
+
+
+async def test_a_batched_projection_is_rebuilt_chunk_by_chunk_to_the_same_rows(
+    core_engine: AsyncEngine,
+) -> None:
+    """``BatchedProjection``: a rebuild hands ``many`` each chunk (one round trip for its rows)
+    and ends with the read model the inline, event-by-event projection kept."""
+    from collections.abc import Sequence
+
+    from shared import driver
+    from shared.unit_of_work import BatchedProjection
+
+    async with core_engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    es = EventStore("core-test", registry)
+    streams = [str(uuid.uuid4()) for _ in range(4)]
+    for i in range(25):
+        async with UnitOfWork(core_engine, es, projections=(apply,)) as uow:
+            counter = await uow.load(Counter, streams[i % 4])
+            counter.count(i + 1)
+            await uow.save(counter)
+            await uow.commit()
+    inline = await snapshot(core_engine)
+    chunks: list[int] = []
+
+    async def many(conn: AsyncConnection, envelopes: Sequence[EventEnvelope]) -> None:
+        chunks.append(len(envelopes))
+        await driver.executemany(
+            conn,
+            "INSERT INTO totals (id, total) VALUES ($1, $2)"
+            " ON CONFLICT (id) DO UPDATE SET total = totals.total + excluded.total",
+            [(e.aggregate_id, e.data["n"]) for e in envelopes if e.event_type == "Counted"],
+        )
+
+    async with core_engine.begin() as conn:  # corrupt the read model
+        await conn.execute(sa.update(totals).values(total=-1))
+    projection = Projection("totals", [totals], BatchedProjection(apply, many))
+    assert await rebuild(core_engine, es, projection, batch=10) == 25
+    assert chunks == [10, 10, 5]
+    assert await snapshot(core_engine) == inline
